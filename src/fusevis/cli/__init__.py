@@ -1,0 +1,1 @@
+"""The ``fusevis`` command line."""

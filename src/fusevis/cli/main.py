@@ -1,0 +1,41 @@
+"""The ``fusevis`` command: a typer application assembling the sub-commands."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from fusevis import __version__
+from fusevis.cli import data
+from fusevis.cli.errors import guarded
+
+app = typer.Typer(
+    name="fusevis",
+    help="FuseVis: exact per-pixel saliency for deep image-fusion networks.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(data.app, name="data")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"fusevis {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Show version."),
+    ] = False,
+) -> None:
+    """FuseVis: exact per-pixel saliency for deep image-fusion networks."""
+
+
+def run() -> None:
+    """Console-script entry point."""
+    guarded(app)

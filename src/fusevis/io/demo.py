@@ -1,0 +1,240 @@
+"""Built-in demo image sets, made from files that installed dependencies ship.
+
+No network access is needed: the brain sets are built from nilearn's bundled MNI152
+template (T1, grey- and white-matter probability maps, 1 mm) and its bundled motor-task
+fMRI statistical map; the multi-focus sets from scikit-image's sample photographs. Every
+set is resampled to 256×256 and returned min-max normalised like any loaded image.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+from os import PathLike
+from pathlib import Path
+
+import numpy as np
+
+from fusevis.errors import InputError
+from fusevis.io.image import Image
+from fusevis.io.loading import ImageSet, image_from_array
+from fusevis.io.writers import save_image
+
+SIZE = 256
+PET_SLICE = 90  # axial index in the 1 mm MNI grid: z = +18 mm, basal ganglia and cortex
+FMRI_SLICE = 130  # z = +58 mm, through the motor cortex where the task map peaks
+
+
+@dataclass(frozen=True)
+class DemoSet:
+    """A named demo image set: its inputs (by modality) and an optional reference image."""
+
+    name: str
+    description: str
+    modalities: tuple[str, ...]
+    build: Callable[[], dict[str, np.ndarray]]
+
+
+def _nilearn_file(name: str) -> Path:
+    import nilearn
+
+    return Path(nilearn.__file__).parent / "datasets" / "data" / name
+
+
+@cache
+def _mni_volumes() -> dict[str, np.ndarray]:
+    import nibabel as nib
+
+    names = {
+        "t1": "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz",
+        "gm": "mni_icbm152_gm_tal_nlin_sym_09a_converted.nii.gz",
+        "wm": "mni_icbm152_wm_tal_nlin_sym_09a_converted.nii.gz",
+    }
+    return {
+        key: np.asarray(nib.load(str(_nilearn_file(n))).get_fdata(), np.float64)
+        for key, n in names.items()
+    }
+
+
+def _to_display(plane: np.ndarray) -> np.ndarray:
+    """Turn an MNI (x, y) plane anterior-up, pad it square and resample it to 256×256."""
+    from skimage.transform import resize
+
+    plane = np.rot90(plane)
+    rows, cols = plane.shape
+    side = max(rows, cols)
+    square = np.zeros((side, side))
+    top, left = (side - rows) // 2, (side - cols) // 2
+    square[top : top + rows, left : left + cols] = plane
+    return resize(square, (SIZE, SIZE), order=1, anti_aliasing=True)
+
+
+def simulate_fdg_pet(
+    gray_matter: np.ndarray,
+    white_matter: np.ndarray,
+    fwhm_mm: float = 7.0,
+    voxel_mm: float = 1.0,
+    noise: float = 0.03,
+    lesion: tuple[int, int, int] | None = None,
+    seed: int = 0,
+) -> np.ndarray:
+    """Simulate an FDG-PET slice from tissue probability maps.
+
+    The model is deliberately simple and stated in full:
+
+    1. uptake = 4·GM + 1·WM (grey matter takes up about four times as much FDG as white
+       matter; CSF and background take up none);
+    2. optionally a hypometabolic region: inside the disc ``lesion = (row, col, radius)``
+       (in voxels) uptake is halved, as in a focal FDG deficit;
+    3. blur with an isotropic Gaussian of ``fwhm_mm`` (σ = FWHM / 2.3548), the scanner's
+       point-spread function (6–8 mm for clinical PET);
+    4. add Gaussian noise whose standard deviation is ``noise`` × the image maximum ×
+       sqrt(signal / maximum) (Poisson-like: stronger where counts are high), then clip at 0.
+
+    Parameters
+    ----------
+    gray_matter, white_matter : numpy.ndarray
+        2-D probability maps in [0, 1] on the same grid.
+    fwhm_mm, voxel_mm : float
+        PSF width and the grid's voxel size in millimetres.
+    noise : float
+        Relative noise level (0 for none).
+    lesion : tuple of int or None
+        Centre row, centre column and radius of the reduced-uptake disc.
+    seed : int
+        Seed of the noise generator.
+
+    Returns
+    -------
+    numpy.ndarray
+        The simulated activity, same shape as the inputs.
+    """
+    from scipy.ndimage import gaussian_filter
+
+    uptake = 4.0 * gray_matter + 1.0 * white_matter
+    if lesion is not None:
+        row, col, radius = lesion
+        rr, cc = np.ogrid[: uptake.shape[0], : uptake.shape[1]]
+        uptake = np.where((rr - row) ** 2 + (cc - col) ** 2 <= radius**2, 0.5 * uptake, uptake)
+    blurred = gaussian_filter(uptake, sigma=fwhm_mm / 2.3548 / voxel_mm)
+    peak = float(blurred.max())
+    rng = np.random.default_rng(seed)
+    noisy = blurred + rng.normal(size=blurred.shape) * noise * peak * np.sqrt(
+        np.clip(blurred / peak, 0.0, None)
+    )
+    return np.clip(noisy, 0.0, None)
+
+
+def _mri_pet(lesion: bool) -> dict[str, np.ndarray]:
+    volumes = _mni_volumes()
+    k = PET_SLICE
+    # (x, y) voxel of a left parietal cortical region in the 1 mm grid, 14 mm wide
+    spot = (60, 90, 14) if lesion else None
+    pet = simulate_fdg_pet(volumes["gm"][:, :, k], volumes["wm"][:, :, k], lesion=spot)
+    return {"mri": _to_display(volumes["t1"][:, :, k]), "pet": _to_display(pet)}
+
+
+def _mri_fmri() -> dict[str, np.ndarray]:
+    import nibabel as nib
+    from nilearn.image import resample_to_img
+
+    template = nib.load(str(_nilearn_file("mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz")))
+    stat_map = nib.load(str(_nilearn_file("image_10426.nii.gz")))
+    resampled = resample_to_img(
+        stat_map, template, interpolation="continuous", force_resample=True, copy_header=True
+    )
+    activation = np.clip(np.nan_to_num(resampled.get_fdata()[:, :, FMRI_SLICE]), 0.0, None)
+    brain = _mni_volumes()["t1"][:, :, FMRI_SLICE]
+    return {"mri": _to_display(brain), "fmri": _to_display(activation * (brain > 0))}
+
+
+def _multifocus(photo: str, region: str) -> dict[str, np.ndarray]:
+    from scipy.ndimage import gaussian_filter
+    from skimage import data
+    from skimage.color import rgb2gray
+    from skimage.transform import resize
+
+    picture = getattr(data, photo)()
+    grey = rgb2gray(picture) if picture.ndim == 3 else picture / 255.0
+    sharp = resize(grey, (SIZE, SIZE), order=1, anti_aliasing=True)
+    blurred = gaussian_filter(sharp, sigma=2.5)
+    rr, cc = np.mgrid[:SIZE, :SIZE]
+    if region == "left":
+        near = cc < SIZE // 2
+    else:
+        near = (rr - SIZE * 0.4) ** 2 + (cc - SIZE * 0.5) ** 2 <= (SIZE * 0.3) ** 2
+    return {
+        "near": np.where(near, sharp, blurred),
+        "far": np.where(near, blurred, sharp),
+        "reference": sharp,
+    }
+
+
+DEMO_SETS: dict[str, DemoSet] = {
+    s.name: s
+    for s in (
+        DemoSet(
+            "mri-pet",
+            "MNI152 T1 MRI + simulated FDG-PET (4:1 grey/white uptake, 7 mm FWHM, noise)",
+            ("mri", "pet"),
+            lambda: _mri_pet(lesion=False),
+        ),
+        DemoSet(
+            "mri-pet-lesion",
+            "as mri-pet, with a 14 mm region of halved uptake in the left parietal cortex",
+            ("mri", "pet"),
+            lambda: _mri_pet(lesion=True),
+        ),
+        DemoSet(
+            "mri-fmri",
+            "MNI152 T1 MRI + motor-task fMRI activation (positive z, resampled to 1 mm)",
+            ("mri", "fmri"),
+            _mri_fmri,
+        ),
+        DemoSet(
+            "multifocus-camera",
+            "scikit-image 'camera': left half sharp in input 1, right half in input 2",
+            ("near", "far"),
+            lambda: _multifocus("camera", "left"),
+        ),
+        DemoSet(
+            "multifocus-astronaut",
+            "scikit-image 'astronaut' (grey): a central disc sharp in input 1, the rest in 2",
+            ("near", "far"),
+            lambda: _multifocus("astronaut", "disc"),
+        ),
+    )
+}
+
+
+def _demo_set(name: str) -> DemoSet:
+    if name not in DEMO_SETS:
+        raise InputError(None, f"unknown demo set {name!r}; choose from {', '.join(DEMO_SETS)}")
+    return DEMO_SETS[name]
+
+
+def demo_arrays(name: str) -> dict[str, np.ndarray]:
+    """Return the raw (un-normalised) 256×256 arrays of a demo set, keyed by modality."""
+    return _demo_set(name).build()
+
+
+def load_demo(name: str = "mri-pet") -> ImageSet:
+    """Return a demo set's inputs as a normalised :class:`ImageSet` (reference left out)."""
+    demo = _demo_set(name)
+    arrays = demo.build()
+    images: list[Image] = [
+        image_from_array(arrays[m], f"demo:{name}/{m}") for m in demo.modalities
+    ]
+    return ImageSet(images, name=name)
+
+
+def export_demo(name: str, folder: str | PathLike[str]) -> list[Path]:
+    """Write a demo set as 8-bit PNG files (``<modality>.png``, ``reference.png``)."""
+    demo = _demo_set(name)
+    arrays = demo.build()
+    written = []
+    for key, array in arrays.items():
+        scaled = image_from_array(array, f"demo:{name}/{key}").data
+        written.append(save_image(scaled, Path(folder) / f"{key}.png"))
+    return written

@@ -1,0 +1,229 @@
+"""Loading images and volume slices as normalised :class:`~fusevis.io.Image` objects."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from os import PathLike
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from fusevis.errors import InputError
+from fusevis.io.color import luminance, rgb_to_ycbcr
+from fusevis.io.image import Image
+from fusevis.io.normalize import NormalizeMode, check_finite, normalize
+from fusevis.io.readers import RawArray, is_volume, read_raster, read_volume
+
+ColorMode = Literal["gray", "ycbcr"]
+PathLike_ = str | PathLike[str]
+
+
+@dataclass
+class ImageSet:
+    """N ≥ 1 registered images of one scene, all of the same (H, W) shape.
+
+    Attributes
+    ----------
+    images : list of Image
+        The inputs in order (input 1 first).
+    name : str
+        A short name for the set (for example the shared file name in a dataset).
+    """
+
+    images: list[Image]
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.images:
+            raise InputError(None, "an image set needs at least one image")
+        first = self.images[0]
+        for image in self.images[1:]:
+            if image.shape != first.shape:
+                raise InputError(
+                    image.source,
+                    f"shape {image.shape[0]}x{image.shape[1]} differs from "
+                    f"{first.source} ({first.shape[0]}x{first.shape[1]})",
+                )
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> Image:
+        return self.images[index]
+
+    def __iter__(self) -> Iterator[Image]:
+        return iter(self.images)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """The common (H, W) shape."""
+        return self.images[0].shape
+
+    def stack(self) -> np.ndarray:
+        """Return the images as one float32 array of shape (N, H, W)."""
+        return np.stack([image.data for image in self.images]).astype(np.float32)
+
+    @property
+    def color_image(self) -> Image | None:
+        """The first input that carries colour, if any (used for YCbCr recolouring)."""
+        return next((image for image in self.images if image.is_color), None)
+
+
+def image_from_array(
+    pixels: np.ndarray,
+    source: str,
+    color: ColorMode = "gray",
+    normalize_mode: NormalizeMode = "minmax",
+    percentiles: tuple[float, float] = (1.0, 99.0),
+    spacing: tuple[float, float] | None = None,
+) -> Image:
+    """Turn a raw grey (H, W) or RGB (H, W, 3) array into a normalised :class:`Image`.
+
+    In ``"gray"`` mode colour is reduced to the paper's luminance. In ``"ycbcr"`` mode the
+    image's Y channel is kept for fusion and its Cb/Cr planes are stored for recolouring;
+    grey images have no chroma either way.
+    """
+    if color not in ("gray", "ycbcr"):
+        raise InputError(source, f"unknown colour mode {color!r} (use gray or ycbcr)")
+    raw = np.asarray(pixels)
+    if raw.dtype.kind not in "uifb":
+        raise InputError(source, f"unsupported pixel type {raw.dtype}")
+    chroma = None
+    if raw.ndim == 3:
+        check_finite(raw, source)
+        if color == "ycbcr":
+            ycc = rgb_to_ycbcr(_unit_rgb(raw))
+            grey, chroma = ycc[0], ycc[1:].astype(np.float32)
+        else:
+            grey = luminance(raw)
+    elif raw.ndim == 2:
+        grey = raw.astype(np.float64)
+        if color == "ycbcr" and raw.dtype.kind in "ui":
+            grey = grey / float(np.iinfo(raw.dtype).max)
+    else:
+        raise InputError(source, f"expected a 2-D grey or RGB image, got shape {raw.shape}")
+    check_finite(grey, source)
+    value_range = (float(grey.min()), float(grey.max()))
+    data = normalize(grey, source, normalize_mode, percentiles)
+    return Image(data=data, source=source, value_range=value_range, spacing=spacing, chroma=chroma)
+
+
+def _unit_rgb(rgb: np.ndarray) -> np.ndarray:
+    if rgb.dtype.kind in "ui":
+        return rgb.astype(np.float64) / float(np.iinfo(rgb.dtype).max)
+    rgb = rgb.astype(np.float64)
+    low, high = float(rgb.min()), float(rgb.max())
+    if 0.0 <= low and high <= 1.0:
+        return rgb
+    return (rgb - low) / (high - low) if high > low else np.zeros_like(rgb)
+
+
+def volume_slice(raw: RawArray, source: Path, index: int | None, axis: int) -> RawArray:
+    """Cut one 2-D slice out of a volume; ``index=None`` takes the middle slice."""
+    volume = raw.pixels
+    if axis not in (0, 1, 2):
+        raise InputError(source, f"slice axis must be 0, 1 or 2, got {axis}")
+    depth = volume.shape[axis]
+    chosen = depth // 2 if index is None else index
+    if not 0 <= chosen < depth:
+        raise InputError(
+            source, f"slice {chosen} is outside the volume (axis {axis} has {depth} slices)"
+        )
+    plane = np.take(volume, chosen, axis=axis)
+    spacing = None
+    if raw.spacing is not None:
+        spacing = tuple(s for i, s in enumerate(raw.spacing[:3]) if i != axis)
+    if raw.rotate_slices:
+        plane = np.rot90(plane)
+        spacing = None if spacing is None else (spacing[1], spacing[0])
+    return RawArray(np.ascontiguousarray(plane), spacing)
+
+
+def load_image(
+    path: PathLike_,
+    color: ColorMode = "gray",
+    normalize: NormalizeMode = "minmax",
+    percentiles: tuple[float, float] = (1.0, 99.0),
+    slice_index: int | None = None,
+    axis: int = 2,
+) -> Image:
+    """Read one 2-D image, or one slice of a volume, as a normalised :class:`Image`.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A PNG, GIF, JPEG, TIFF or BMP file; a NIfTI file (``.nii``, ``.nii.gz``); a DICOM
+        file or a folder holding one DICOM series.
+    color : {"gray", "ycbcr"}
+        How colour inputs are reduced to the one channel a network fuses.
+    normalize : {"minmax", "percentile", "none"}
+        Intensity scaling; see :func:`fusevis.io.normalize.normalize`.
+    percentiles : tuple of float
+        Clipping percentiles for ``normalize="percentile"``.
+    slice_index : int or None
+        For volumes, the slice to take along ``axis`` (default: the middle one).
+    axis : int
+        For volumes, the axis to slice along. NIfTI volumes are reoriented to RAS+ first, so
+        axis 2 gives axial slices (shown anterior up); for DICOM, axis 2 runs over the stored
+        images.
+    """
+    source = Path(path)
+    if is_volume(source):
+        raw = volume_slice(read_volume(source), source, slice_index, axis)
+        label = f"{source}[axis {axis}, slice {slice_index if slice_index is not None else 'mid'}]"
+    else:
+        raw = read_raster(source)
+        label = str(source)
+    try:
+        return image_from_array(raw.pixels, label, color, normalize, percentiles, raw.spacing)
+    except InputError as error:
+        raise InputError(source, error.problem) from None
+
+
+def load_images(
+    paths: Sequence[PathLike_],
+    color: ColorMode = "gray",
+    normalize: NormalizeMode = "minmax",
+    percentiles: tuple[float, float] = (1.0, 99.0),
+    slice_index: int | None = None,
+    axis: int = 2,
+    name: str = "",
+) -> ImageSet:
+    """Read registered images (one per input) into an :class:`ImageSet`.
+
+    All files are read with the same options (see :func:`load_image`); their shapes must
+    agree.
+    """
+    images = [
+        load_image(p, color, normalize, percentiles, slice_index, axis) for p in paths
+    ]
+    return ImageSet(images, name=name or "+".join(Path(p).name for p in paths))
+
+
+def volume_slices(
+    paths: Sequence[PathLike_],
+    axis: int = 2,
+    color: ColorMode = "gray",
+    normalize: NormalizeMode = "minmax",
+) -> Iterator[ImageSet]:
+    """Yield an :class:`ImageSet` for every slice of N registered volumes.
+
+    Slices where any input is constant (empty background) are skipped, because they cannot
+    be normalised.
+    """
+    sources = [Path(p) for p in paths]
+    volumes = [read_volume(p) for p in sources]
+    depths = {v.pixels.shape[axis] for v in volumes}
+    if len(depths) != 1:
+        raise InputError(sources[-1], f"volumes have differing depth along axis {axis}")
+    for index in range(depths.pop()):
+        planes = [volume_slice(v, s, index, axis) for v, s in zip(volumes, sources, strict=True)]
+        if any(np.ptp(p.pixels) == 0 for p in planes):
+            continue
+        images = [
+            image_from_array(p.pixels, f"{s}[axis {axis}, slice {index}]", color, normalize)
+            for p, s in zip(planes, sources, strict=True)
+        ]
+        yield ImageSet(images, name=f"slice{index:04d}")
