@@ -9,6 +9,8 @@ import typer
 from fusevis import __version__
 from fusevis.cli import data
 from fusevis.cli.errors import guarded
+from fusevis.cli.fuse import fuse_command
+from fusevis.cli.train import train_command
 
 app = typer.Typer(
     name="fusevis",
@@ -18,6 +20,8 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(data.app, name="data")
+app.command("fuse")(fuse_command)
+app.command("train")(train_command)
 
 
 def _print_version(value: bool) -> None:

@@ -223,9 +223,7 @@ def load_demo(name: str = "mri-pet") -> ImageSet:
     """Return a demo set's inputs as a normalised :class:`ImageSet` (reference left out)."""
     demo = _demo_set(name)
     arrays = demo.build()
-    images: list[Image] = [
-        image_from_array(arrays[m], f"demo:{name}/{m}") for m in demo.modalities
-    ]
+    images: list[Image] = [image_from_array(arrays[m], f"demo:{name}/{m}") for m in demo.modalities]
     return ImageSet(images, name=name)
 
 

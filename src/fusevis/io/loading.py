@@ -196,9 +196,7 @@ def load_images(
     All files are read with the same options (see :func:`load_image`); their shapes must
     agree.
     """
-    images = [
-        load_image(p, color, normalize, percentiles, slice_index, axis) for p in paths
-    ]
+    images = [load_image(p, color, normalize, percentiles, slice_index, axis) for p in paths]
     return ImageSet(images, name=name or "+".join(Path(p).name for p in paths))
 
 

@@ -35,8 +35,9 @@ def save_image(
     suffix = suffix_of(target)
     if suffix not in WRITABLE_SUFFIXES:
         raise InputError(
-            target, f"cannot write {suffix or 'files without suffix'!s}; use one of "
-            + ", ".join(WRITABLE_SUFFIXES)
+            target,
+            f"cannot write {suffix or 'files without suffix'!s}; use one of "
+            + ", ".join(WRITABLE_SUFFIXES),
         )
     target.parent.mkdir(parents=True, exist_ok=True)
     data = np.asarray(image, dtype=np.float32)

@@ -210,8 +210,17 @@ def safe_load(path: str | Path) -> Any:
             return _load_legacy(handle, str(source))
     except ModelError:
         raise
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, KeyError, AttributeError,
-            struct.error, zipfile.BadZipFile, IndexError) as error:
+    except (
+        pickle.UnpicklingError,
+        EOFError,
+        ValueError,
+        TypeError,
+        KeyError,
+        AttributeError,
+        struct.error,
+        zipfile.BadZipFile,
+        IndexError,
+    ) as error:
         raise ModelError(f"{source}: not a readable PyTorch checkpoint ({error})") from None
 
 

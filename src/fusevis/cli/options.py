@@ -1,0 +1,41 @@
+"""Options shared by the commands that read input images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from fusevis.io import ImageSet, load_images
+
+Inputs = Annotated[list[Path], typer.Argument(help="Registered input images, input 1 first.")]
+ModelName = Annotated[
+    str,
+    typer.Option("--model", "-m", help="Registered name, package.module:Name or file.py:Name."),
+]
+WeightsPath = Annotated[
+    str | None,
+    typer.Option("--weights", "-w", help="Weights file (default: the shipped pretrained ones)."),
+]
+Color = Annotated[
+    str, typer.Option(help="gray: luminance (the paper); ycbcr: fuse Y, keep colour.")
+]
+Normalize = Annotated[str, typer.Option(help="minmax (the paper), percentile or none.")]
+SliceIndex = Annotated[
+    int | None, typer.Option("--slice", help="Slice of volume inputs (default: middle).")
+]
+Axis = Annotated[int, typer.Option(help="Axis to slice volume inputs along.")]
+
+
+def read_inputs(
+    inputs: list[Path], color: str, normalize: str, slice_index: int | None, axis: int
+) -> ImageSet:
+    """Load the command's input images with the shared options."""
+    return load_images(
+        inputs,
+        color=color,
+        normalize=normalize,  # type: ignore[arg-type]
+        slice_index=slice_index,
+        axis=axis,
+    )

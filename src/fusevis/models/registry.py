@@ -1,0 +1,195 @@
+"""A registry of fusion networks and their weights, in the manner of torchvision.
+
+``list_models()`` names the registered networks; ``get_model(name, weights=...)`` builds one
+(in eval mode) with ``weights="DEFAULT"`` (the shipped pretrained weights), ``None``
+(random initialisation) or a path to any weights file. ``resolve_model`` also accepts a
+user's own network as ``package.module:Name`` or ``path/to/file.py:Name``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from fusevis.errors import ModelError
+from fusevis.models.averaging import WeightedAverage
+from fusevis.models.paper import DeepFuse, DeepPedestrian, FunFuseAn, MaskNet
+from fusevis.models.weights import apply_state, load_state, read_metadata
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+
+REQUIRED_METADATA = (
+    "model",
+    "trained_on",
+    "preprocessing",
+    "loss",
+    "epochs",
+    "scores",
+    "training_time_s",
+    "command",
+    "sha256",
+)
+
+
+@dataclass(frozen=True)
+class Weights:
+    """A shipped weights file and the metadata stored inside it."""
+
+    model: str
+    tag: str
+    path: Path
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        """Metadata read from the file (training data, preprocessing, scores, command...)."""
+        return read_metadata(self.path)
+
+
+@dataclass
+class ModelEntry:
+    """A registered network: how to build it and which weights ship with it."""
+
+    name: str
+    builder: Callable[[], nn.Module]
+    weights: dict[str, Weights] = field(default_factory=dict)
+    description: str = ""
+
+    @property
+    def default_weights(self) -> Weights | None:
+        """The weights that ``weights="DEFAULT"`` selects, if any are shipped."""
+        return self.weights.get("DEFAULT")
+
+
+_REGISTRY: dict[str, ModelEntry] = {}
+
+
+def register_model(name: str, description: str = "") -> Callable[[Callable[[], nn.Module]], Any]:
+    """Decorator registering a network class or factory under ``name``.
+
+    Shipped weights are found as ``weights/<name>.safetensors`` and become ``DEFAULT``.
+    """
+
+    def wrap(builder: Callable[[], nn.Module]) -> Callable[[], nn.Module]:
+        entry = ModelEntry(
+            name,
+            builder,
+            description=description or (builder.__doc__ or "").strip().splitlines()[0],
+        )
+        shipped = WEIGHTS_DIR / f"{name}.safetensors"
+        if shipped.is_file():
+            entry.weights["DEFAULT"] = Weights(name, "DEFAULT", shipped)
+        _REGISTRY[name] = entry
+        return builder
+
+    return wrap
+
+
+for _cls in (FunFuseAn, MaskNet, DeepFuse, DeepPedestrian):
+    register_model(_cls.__name__)(_cls)
+register_model("WeightedAverage", "Per-pixel intensity-weighted averaging (no weights).")(
+    WeightedAverage
+)
+
+
+def list_models() -> list[str]:
+    """Names of the registered networks."""
+    return list(_REGISTRY)
+
+
+def get_entry(name: str) -> ModelEntry:
+    """The registry entry of ``name`` (case-insensitive)."""
+    for key, entry in _REGISTRY.items():
+        if key.lower() == name.lower():
+            return entry
+    raise ModelError(
+        f"unknown model {name!r}; choose from {', '.join(_REGISTRY)} "
+        "or give package.module:Name / file.py:Name"
+    )
+
+
+def get_model(name: str, weights: str | Path | None = "DEFAULT") -> nn.Module:
+    """Build a registered network in eval mode.
+
+    Parameters
+    ----------
+    name : str
+        A name from :func:`list_models`.
+    weights : {"DEFAULT"}, path or None
+        ``"DEFAULT"`` loads the shipped weights (random init for networks without any, such
+        as WeightedAverage, which has no parameters); ``None`` keeps random initialisation;
+        a path loads that file (safetensors, state-dict pickle or pickled module).
+    """
+    entry = get_entry(name)
+    model = entry.builder()
+    _load_into(model, entry, weights)
+    return model.eval()
+
+
+def _load_into(model: nn.Module, entry: ModelEntry | None, weights: str | Path | None) -> None:
+    if weights is None:
+        return
+    if isinstance(weights, str) and weights.upper() in ("DEFAULT", "PRETRAINED"):
+        if entry is None:
+            raise ModelError("DEFAULT weights exist only for registered models; pass a path")
+        chosen = entry.default_weights
+        if chosen is None:
+            if any(True for _ in model.parameters()):
+                raise ModelError(f"{entry.name} ships no pretrained weights; pass --weights")
+            return
+        path: Path = chosen.path
+    else:
+        path = Path(weights)
+    state, _ = load_state(path)
+    apply_state(model, state, path)
+
+
+def _import_user_object(spec: str) -> Any:
+    target, _, attribute = spec.rpartition(":")
+    if not target or not attribute:
+        raise ModelError(f"model spec {spec!r} must look like package.module:Name or file.py:Name")
+    try:
+        if target.endswith(".py"):
+            path = Path(target)
+            if not path.is_file():
+                raise ModelError(f"{path}: model file not found")
+            module_name = f"fusevis_user_{path.stem}"
+            spec_obj = importlib.util.spec_from_file_location(module_name, path)
+            module = importlib.util.module_from_spec(spec_obj)  # type: ignore[arg-type]
+            sys.modules[module_name] = module
+            spec_obj.loader.exec_module(module)  # type: ignore[union-attr]
+        else:
+            module = importlib.import_module(target)
+    except ModelError:
+        raise
+    except Exception as error:  # noqa: BLE001 - report the user's import failure in one line
+        raise ModelError(f"cannot import {target}: {type(error).__name__}: {error}") from None
+    if not hasattr(module, attribute):
+        raise ModelError(f"{target} has no attribute {attribute!r}")
+    return getattr(module, attribute)
+
+
+def resolve_model(spec: str, weights: str | Path | None = "DEFAULT") -> nn.Module:
+    """Build a model from a registry name or a user's ``module:Name`` / ``file.py:Name``.
+
+    ``Name`` may be an ``nn.Module`` subclass or a factory returning a module. For user
+    models, ``weights="DEFAULT"`` means no weights (keep what the factory returns).
+    """
+    if ":" not in spec:
+        return get_model(spec, weights)
+    factory = _import_user_object(spec)
+    try:
+        model = factory()
+    except Exception as error:  # noqa: BLE001
+        raise ModelError(f"{spec}: constructing the model failed: {error}") from None
+    if not isinstance(model, nn.Module):
+        raise ModelError(f"{spec} did not return a torch.nn.Module")
+    if not (isinstance(weights, str) and weights.upper() == "DEFAULT"):
+        _load_into(model, None, weights)
+    return model.eval()

@@ -1,0 +1,188 @@
+"""The training loop: random crops and flips, Adam, checkpoints each epoch, resume."""
+
+from __future__ import annotations
+
+import csv
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from fusevis.errors import FuseVisError
+from fusevis.io.loading import ImageSet
+from fusevis.training.losses import LossWeights, fusion_loss
+
+CHECKPOINT_NAME = "checkpoint.pt"
+HISTORY_NAME = "loss.csv"
+HISTORY_COLUMNS = ("epoch", "step", "loss", "ssim1", "ssim2", "mse1", "mse2")
+
+
+@dataclass
+class TrainConfig:
+    """Options of a training run (all recorded in the checkpoint and the weights' metadata)."""
+
+    epochs: int = 10
+    batch_size: int = 8
+    crop: int | None = 96
+    flips: bool = True
+    lr: float = 0.002
+    loss: LossWeights = field(default_factory=LossWeights)
+    steps_per_epoch: int | None = None
+    seed: int = 0
+    device: str = "cpu"
+
+
+def stack_pairs(sets: Sequence[ImageSet]) -> torch.Tensor:
+    """Stack image sets into one (S, N, H, W) float32 tensor (all sets the same shape)."""
+    shapes = {s.shape for s in sets}
+    if len(shapes) != 1:
+        raise FuseVisError(f"training images differ in size: {sorted(shapes)}")
+    return torch.from_numpy(np.stack([s.stack() for s in sets]))
+
+
+def sample_batch(
+    data: torch.Tensor, config: TrainConfig, generator: torch.Generator
+) -> torch.Tensor:
+    """Draw a (B, N, c, c) batch of random crops with random horizontal/vertical flips."""
+    count, _, height, width = data.shape
+    index = torch.randint(count, (config.batch_size,), generator=generator)
+    crop = min(config.crop or height, height, width)
+    patches = []
+    for i in index.tolist():
+        top = int(torch.randint(height - crop + 1, (1,), generator=generator))
+        left = int(torch.randint(width - crop + 1, (1,), generator=generator))
+        patch = data[i, :, top : top + crop, left : left + crop]
+        if config.flips:
+            if torch.rand(1, generator=generator) < 0.5:
+                patch = patch.flip(-1)
+            if torch.rand(1, generator=generator) < 0.5:
+                patch = patch.flip(-2)
+        patches.append(patch)
+    return torch.stack(patches)
+
+
+def _save_checkpoint(
+    path: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    epoch: int,
+    generator: torch.Generator,
+    elapsed: float,
+    config: TrainConfig,
+) -> None:
+    state = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "epoch": epoch,
+        "generator": generator.get_state(),
+        "elapsed_s": elapsed,
+        "config": {k: v for k, v in asdict(config).items() if k != "loss"},
+        "loss_weights": asdict(config.loss),
+    }
+    temporary = path.with_suffix(".tmp")
+    torch.save(state, temporary)
+    temporary.replace(path)
+
+
+def _append_history(path: Path, rows: list[dict[str, float]]) -> None:
+    new = not path.exists()
+    with path.open("a", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=HISTORY_COLUMNS)
+        if new:
+            writer.writeheader()
+        writer.writerows(rows)
+
+
+def plot_history(csv_path: Path, png_path: Path) -> None:
+    """Plot the loss and its SSIM terms against the step number."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with csv_path.open() as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows:
+        return
+    steps = [int(r["step"]) for r in rows]
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.5))
+    left.plot(steps, [float(r["loss"]) for r in rows])
+    left.set(xlabel="step", ylabel="loss", title="training loss")
+    right.plot(steps, [float(r["ssim1"]) for r in rows], label="SSIM(F, x1)")
+    right.plot(steps, [float(r["ssim2"]) for r in rows], label="SSIM(F, x2)")
+    right.set(xlabel="step", ylabel="SSIM", title="SSIM to each input")
+    right.legend()
+    figure.tight_layout()
+    figure.savefig(png_path, dpi=100)
+    plt.close(figure)
+
+
+ProgressCallback = Callable[[int, int, dict[str, float]], None]
+
+
+def train(
+    model: nn.Module,
+    data: torch.Tensor,
+    out_dir: Path,
+    config: TrainConfig,
+    resume: bool = False,
+    progress: ProgressCallback | None = None,
+) -> dict[str, Any]:
+    """Train ``model`` on (S, 2, H, W) pairs with the paper's loss.
+
+    A checkpoint (``checkpoint.pt``: model, optimiser, RNG state, epoch) is written
+    atomically after every epoch, the per-step loss terms are appended to ``loss.csv`` and
+    ``loss.png`` is redrawn. With ``resume=True`` training continues after the last
+    completed epoch of the checkpoint in ``out_dir``.
+
+    Returns
+    -------
+    dict
+        ``epochs_done``, ``elapsed_s`` and ``last`` (the loss terms of the last step).
+    """
+    torch.manual_seed(config.seed)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint_path, history_path = out_dir / CHECKPOINT_NAME, out_dir / HISTORY_NAME
+    device = torch.device(config.device)
+    model.to(device).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    generator = torch.Generator().manual_seed(config.seed)
+    start_epoch, elapsed = 0, 0.0
+    if resume:
+        if not checkpoint_path.is_file():
+            raise FuseVisError(f"{checkpoint_path}: no checkpoint to resume from")
+        state = torch.load(checkpoint_path, map_location=device, weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        generator.set_state(state["generator"])
+        start_epoch, elapsed = int(state["epoch"]), float(state["elapsed_s"])
+    elif history_path.exists():
+        history_path.unlink()
+    steps = config.steps_per_epoch or max(1, data.shape[0] // config.batch_size)
+    last: dict[str, float] = {}
+    for epoch in range(start_epoch, config.epochs):
+        began = time.perf_counter()
+        rows = []
+        for step in range(steps):
+            batch = sample_batch(data, config, generator).to(device)
+            x1, x2 = batch[:, 0:1], batch[:, 1:2]
+            optimizer.zero_grad(set_to_none=True)
+            loss, last = fusion_loss(model(x1, x2), x1, x2, config.loss)
+            if not torch.isfinite(loss):
+                raise FuseVisError(f"loss became {loss.item()} at epoch {epoch + 1}; lower --lr")
+            loss.backward()
+            optimizer.step()
+            rows.append({"epoch": epoch + 1, "step": epoch * steps + step + 1, **last})
+            if progress is not None:
+                progress(epoch * steps + step + 1, config.epochs * steps, last)
+        elapsed += time.perf_counter() - began
+        _save_checkpoint(checkpoint_path, model, optimizer, epoch + 1, generator, elapsed, config)
+        _append_history(history_path, rows)
+        plot_history(history_path, out_dir / "loss.png")
+    model.eval()
+    return {"epochs_done": config.epochs, "elapsed_s": elapsed, "last": last}

@@ -1,0 +1,59 @@
+"""The FuseVis paper's unsupervised fusion loss."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from pytorch_msssim import ssim
+from torch.nn import functional
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """Weights of the loss terms: λ between SSIM and MSE, γ between the two inputs."""
+
+    lam: float = 0.99
+    gamma_ssim: float = 0.5
+    gamma_l2: float = 0.5
+
+
+def ssim_index(fused: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """Mean SSIM (pytorch-msssim, 11×11 Gaussian window σ = 1.5, data range 1)."""
+    return ssim(fused, reference, data_range=1.0, size_average=True)
+
+
+def fusion_loss(
+    fused: torch.Tensor, x1: torch.Tensor, x2: torch.Tensor, weights: LossWeights = LossWeights()
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Return the paper's loss and its terms.
+
+    L = λ·[γ_ssim·(1−SSIM(F, x1)) + (1−γ_ssim)·(1−SSIM(F, x2))]
+        + (1−λ)·[γ_l2·MSE(F, x1) + (1−γ_l2)·MSE(F, x2)]
+
+    Parameters
+    ----------
+    fused, x1, x2 : torch.Tensor
+        (B, 1, H, W) tensors with H, W ≥ 11 (the SSIM window).
+    weights : LossWeights
+        λ, γ_ssim, γ_l2 (defaults 0.99, 0.5, 0.5).
+
+    Returns
+    -------
+    tuple
+        The scalar loss and a dict with ``loss``, ``ssim1``, ``ssim2``, ``mse1``, ``mse2``.
+    """
+    s1, s2 = ssim_index(fused, x1), ssim_index(fused, x2)
+    m1, m2 = functional.mse_loss(fused, x1), functional.mse_loss(fused, x2)
+    w = weights
+    loss = w.lam * (w.gamma_ssim * (1 - s1) + (1 - w.gamma_ssim) * (1 - s2)) + (1 - w.lam) * (
+        w.gamma_l2 * m1 + (1 - w.gamma_l2) * m2
+    )
+    terms = {
+        "loss": loss.item(),
+        "ssim1": s1.item(),
+        "ssim2": s2.item(),
+        "mse1": m1.item(),
+        "mse2": m2.item(),
+    }
+    return loss, terms
