@@ -69,7 +69,9 @@ def read_raster(path: Path) -> RawArray:
     except InputError:
         raise
     except Exception as error:  # noqa: BLE001 - every reader failure becomes one line
-        raise InputError(path, f"cannot read {suffix[1:].upper()} file ({_first_line(error)})")
+        raise InputError(
+            path, f"cannot read {suffix[1:].upper()} file ({_first_line(error)})"
+        ) from None
     return RawArray(_to_grey_or_rgb(pixels, path))
 
 
@@ -118,7 +120,7 @@ def read_nifti(path: Path) -> RawArray:
         image = nib.as_closest_canonical(nib.load(str(path)))
         volume = np.asarray(image.get_fdata(dtype=np.float32))
     except Exception as error:  # noqa: BLE001
-        raise InputError(path, f"cannot read NIfTI file ({_first_line(error)})")
+        raise InputError(path, f"cannot read NIfTI file ({_first_line(error)})") from None
     zooms = tuple(float(z) for z in image.header.get_zooms()[:3])
     while volume.ndim > 3 and volume.shape[-1] == 1:
         volume = volume[..., 0]
@@ -161,14 +163,16 @@ def _dcmread(path: Path):  # noqa: ANN202 - pydicom Dataset
     try:
         return pydicom.dcmread(path)
     except Exception as error:  # noqa: BLE001
-        raise InputError(path, f"cannot read DICOM file ({_first_line(error)})")
+        raise InputError(path, f"cannot read DICOM file ({_first_line(error)})") from None
 
 
 def _dicom_pixels(dataset, path: Path) -> np.ndarray:  # noqa: ANN001
     try:
         pixels = np.asarray(dataset.pixel_array, dtype=np.float32)
     except Exception as error:  # noqa: BLE001
-        raise InputError(path, f"DICOM file has no readable pixel data ({_first_line(error)})")
+        raise InputError(
+            path, f"DICOM file has no readable pixel data ({_first_line(error)})"
+        ) from None
     slope = float(getattr(dataset, "RescaleSlope", 1.0) or 1.0)
     intercept = float(getattr(dataset, "RescaleIntercept", 0.0) or 0.0)
     return pixels * slope + intercept
