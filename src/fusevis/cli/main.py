@@ -8,6 +8,7 @@ import typer
 
 from fusevis import __version__
 from fusevis.cli import data
+from fusevis.cli.demo import demo_command
 from fusevis.cli.errors import guarded
 from fusevis.cli.fuse import fuse_command
 from fusevis.cli.train import train_command
@@ -21,6 +22,7 @@ app = typer.Typer(
 )
 app.add_typer(data.app, name="data")
 app.command("fuse")(fuse_command)
+app.command("demo")(demo_command)
 app.command("train")(train_command)
 
 

@@ -51,10 +51,13 @@ def _mni_volumes() -> dict[str, np.ndarray]:
         "gm": "mni_icbm152_gm_tal_nlin_sym_09a_converted.nii.gz",
         "wm": "mni_icbm152_wm_tal_nlin_sym_09a_converted.nii.gz",
     }
-    return {
+    volumes = {
         key: np.asarray(nib.load(str(_nilearn_file(n))).get_fdata(), np.float64)
         for key, n in names.items()
     }
+    for key in ("gm", "wm"):  # stored as 0..255: rescale to probabilities
+        volumes[key] /= volumes[key].max()
+    return volumes
 
 
 def _to_display(plane: np.ndarray) -> np.ndarray:

@@ -1,0 +1,5 @@
+"""``python -m fusevis`` runs the command line."""
+
+from fusevis.cli.main import run
+
+run()

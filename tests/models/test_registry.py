@@ -1,0 +1,67 @@
+from pathlib import Path
+
+import pytest
+import torch
+
+from fusevis.errors import ModelError
+from fusevis.io import load_images
+from fusevis.models import REQUIRED_METADATA, get_entry, get_model, list_models, resolve_model
+from fusevis.training.evaluate import ssim_scores
+
+PAPER_NETWORKS = ["FunFuseAn", "MaskNet", "DeepFuse", "DeepPedestrian"]
+
+
+def test_registry_lists_the_paper_networks() -> None:
+    assert set(PAPER_NETWORKS + ["WeightedAverage"]) <= set(list_models())
+
+
+@pytest.mark.parametrize("name", PAPER_NETWORKS)
+def test_every_paper_network_ships_weights_with_complete_metadata(name: str) -> None:
+    weights = get_entry(name).default_weights
+    assert weights is not None, f"{name} ships no DEFAULT weights"
+    meta = weights.meta
+    missing = [key for key in REQUIRED_METADATA if key not in meta or meta[key] in ("", None)]
+    assert not missing, f"{name} metadata lacks {missing}"
+    assert meta["model"] == name
+    assert meta["command"].startswith("fusevis train")
+    assert {"ssim_1", "ssim_2"} <= set(meta["scores"])
+
+
+@pytest.mark.parametrize("name", PAPER_NETWORKS)
+def test_shipped_weights_fuse_the_test_pair_with_stated_ssim(paper: Path, name: str) -> None:
+    model = get_model(name)  # DEFAULT weights
+    meta = get_entry(name).default_weights.meta
+    image_set = load_images([paper / "test-pair" / "mri.gif", paper / "test-pair" / "pet.png"])
+    scores = ssim_scores(model, image_set)
+    assert scores["ssim_1"] == pytest.approx(meta["scores"]["ssim_1"], abs=2e-4)
+    assert scores["ssim_2"] == pytest.approx(meta["scores"]["ssim_2"], abs=2e-4)
+
+
+def test_unknown_model_name() -> None:
+    with pytest.raises(ModelError, match="unknown model 'Nope'; choose from FunFuseAn"):
+        get_model("Nope")
+
+
+def test_user_model_from_file(tmp_path: Path) -> None:
+    source = tmp_path / "my_fusion.py"
+    source.write_text(
+        "import torch\n"
+        "class MaxFusion(torch.nn.Module):\n"
+        "    def forward(self, a, b):\n"
+        "        return torch.maximum(a, b)\n"
+        "def make():\n"
+        "    return MaxFusion()\n"
+    )
+    for spec in (f"{source}:MaxFusion", f"{source}:make"):
+        model = resolve_model(spec)
+        a, b = torch.rand(1, 1, 4, 4), torch.rand(1, 1, 4, 4)
+        torch.testing.assert_close(model(a, b), torch.maximum(a, b))
+
+
+def test_user_model_from_module_with_weights(tmp_path: Path) -> None:
+    model = resolve_model("torch.nn:Identity")
+    assert isinstance(model, torch.nn.Identity)
+    with pytest.raises(ModelError, match="has no attribute 'Nope'"):
+        resolve_model("torch.nn:Nope")
+    with pytest.raises(ModelError, match="cannot import no_such_pkg"):
+        resolve_model("no_such_pkg.mod:Net")

@@ -1,0 +1,28 @@
+import pytest
+import torch
+from pytorch_msssim import ssim
+
+from fusevis.training import LossWeights, fusion_loss
+
+
+def test_loss_is_the_papers_formula() -> None:
+    generator = torch.Generator().manual_seed(0)
+    x1, x2, fused = (torch.rand(2, 1, 24, 24, generator=generator) for _ in range(3))
+    weights = LossWeights(lam=0.7, gamma_ssim=0.3, gamma_l2=0.6)
+    loss, terms = fusion_loss(fused, x1, x2, weights)
+    s1 = ssim(fused, x1, data_range=1.0)
+    s2 = ssim(fused, x2, data_range=1.0)
+    m1, m2 = ((fused - x1) ** 2).mean(), ((fused - x2) ** 2).mean()
+    expected = 0.7 * (0.3 * (1 - s1) + 0.7 * (1 - s2)) + 0.3 * (0.6 * m1 + 0.4 * m2)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    assert terms["ssim1"] == pytest.approx(s1.item())
+
+
+def test_identical_inputs_and_output_give_zero_loss() -> None:
+    x = torch.rand(1, 1, 16, 16)
+    loss, _ = fusion_loss(x, x, x)
+    assert loss.item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_defaults_are_the_papers() -> None:
+    assert LossWeights() == LossWeights(lam=0.99, gamma_ssim=0.5, gamma_l2=0.5)
