@@ -49,6 +49,9 @@ def train_command(
     ] = None,
     limit: Annotated[int | None, typer.Option(help="Use only the first N pairs.")] = None,
     seed: int = 0,
+    clip_grad: Annotated[
+        float | None, typer.Option(help="Clip the gradient norm to this value (off by default).")
+    ] = None,
     resume: Annotated[bool, typer.Option(help="Continue from OUT/checkpoint.pt.")] = False,
     test_pair: Annotated[
         list[Path] | None, typer.Option(help="Two images to score SSIM on (repeat twice).")
@@ -87,6 +90,7 @@ def train_command(
         steps_per_epoch=steps_per_epoch,
         seed=seed,
         device=device,
+        clip_grad=clip_grad,
     )
     columns = (
         TextColumn("[bold]{task.description}"),
@@ -132,6 +136,7 @@ def train_command(
             "steps_per_epoch": steps_per_epoch,
             "seed": seed,
             "optimizer": "Adam",
+            "clip_grad": clip_grad,
         },
         "scores": {"test_pair": [str(p) for p in test_pair or []], **scores},
         "training_time_s": round(summary["elapsed_s"], 1),

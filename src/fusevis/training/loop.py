@@ -35,6 +35,7 @@ class TrainConfig:
     steps_per_epoch: int | None = None
     seed: int = 0
     device: str = "cpu"
+    clip_grad: float | None = None
 
 
 def stack_pairs(sets: Sequence[ImageSet]) -> torch.Tensor:
@@ -176,6 +177,8 @@ def train(
             if not torch.isfinite(loss):
                 raise FuseVisError(f"loss became {loss.item()} at epoch {epoch + 1}; lower --lr")
             loss.backward()
+            if config.clip_grad:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad)
             optimizer.step()
             rows.append({"epoch": epoch + 1, "step": epoch * steps + step + 1, **last})
             if progress is not None:

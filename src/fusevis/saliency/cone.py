@@ -1,0 +1,233 @@
+"""Computing one fused pixel over its dependency cone only.
+
+A receptive-field crop still computes, at every layer, activations that never reach the
+fused pixel. For networks built from stride-1 convolutions and element-wise operations this
+module runs the ``torch.fx`` graph layer by layer over just the window each layer must
+provide: convolutions become 'valid' convolutions over exactly the needed input window,
+skip branches are cropped to match, and where the window meets the image border the real
+network's zero padding is reproduced with an explicit pad. Gradients through this
+computation are exactly those of the full network.
+"""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass
+
+import torch
+import torch.fx
+from torch import nn
+from torch.nn import functional
+
+from fusevis.saliency.trace import POINTWISE_FUNCTIONS, POINTWISE_METHODS, POINTWISE_MODULES
+
+
+class ConeUnsupported(Exception):
+    """The graph holds an operation the cone executor does not handle."""
+
+
+@dataclass(frozen=True)
+class Span:
+    """Rows [top, bottom) and columns [left, right) in image coordinates."""
+
+    top: int
+    bottom: int
+    left: int
+    right: int
+
+    def grow(self, before: tuple[int, int], after: tuple[int, int]) -> Span:
+        """Extend by ``before`` (rows, cols) above/left and ``after`` below/right."""
+        return Span(
+            self.top - before[0],
+            self.bottom + after[0],
+            self.left - before[1],
+            self.right + after[1],
+        )
+
+    def clip(self, height: int, width: int) -> Span:
+        """Intersect with the image."""
+        return Span(
+            max(0, self.top), min(height, self.bottom), max(0, self.left), min(width, self.right)
+        )
+
+    def union(self, other: Span | None) -> Span:
+        """Smallest span containing both."""
+        if other is None:
+            return self
+        return Span(
+            min(self.top, other.top),
+            max(self.bottom, other.bottom),
+            min(self.left, other.left),
+            max(self.right, other.right),
+        )
+
+
+def _conv_reach(conv: nn.Conv2d) -> tuple[tuple[int, int], tuple[int, int]]:
+    kernel = conv.kernel_size
+    padding = conv.padding
+    dilation = conv.dilation
+    before = (padding[0], padding[1])
+    after = (dilation[0] * (kernel[0] - 1) - padding[0], dilation[1] * (kernel[1] - 1) - padding[1])
+    return before, after
+
+
+def _check_conv(conv: nn.Module) -> None:
+    if (
+        not isinstance(conv, nn.Conv2d)
+        or conv.stride != (1, 1)
+        or isinstance(conv.padding, str)
+        or conv.padding_mode != "zeros"
+    ):
+        raise ConeUnsupported(f"{type(conv).__name__} with stride or non-zero padding mode")
+
+
+class ConeExecutor:
+    """Runs a traced stride-1 convolutional network over one pixel's cone.
+
+    Raises :class:`ConeUnsupported` at construction when the graph holds anything other than
+    stride-1 zero-padded ``Conv2d`` modules, element-wise operations and channel
+    concatenation.
+    """
+
+    def __init__(self, model: nn.Module, num_inputs: int) -> None:
+        try:
+            self.graph_module = torch.fx.symbolic_trace(model)
+        except Exception as error:  # noqa: BLE001
+            raise ConeUnsupported(str(error)) from None
+        self.nodes = list(self.graph_module.graph.nodes)
+        self.num_inputs = num_inputs
+        self.modules = dict(self.graph_module.named_modules())
+        placeholders = [n for n in self.nodes if n.op == "placeholder"]
+        if len(placeholders) != num_inputs:
+            raise ConeUnsupported("placeholder count differs from the number of inputs")
+        for node in self.nodes:
+            self._reach(node)  # validates every node once
+
+    def _reach(self, node: torch.fx.Node) -> tuple[tuple[int, int], tuple[int, int]]:
+        zero = ((0, 0), (0, 0))
+        if node.op in ("placeholder", "output", "get_attr"):
+            return zero
+        if node.op == "call_module":
+            module = self.modules[node.target]
+            if isinstance(module, nn.Conv2d):
+                _check_conv(module)
+                return _conv_reach(module)
+            if isinstance(module, POINTWISE_MODULES):
+                return zero
+            raise ConeUnsupported(f"module {type(module).__name__}")
+        if node.op == "call_function":
+            if node.target in (torch.cat, torch.concat):
+                dim = node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else 0)
+                if dim not in (1, -3):
+                    raise ConeUnsupported("concatenation along a non-channel axis")
+                return zero
+            if node.target in POINTWISE_FUNCTIONS:
+                return zero
+            raise ConeUnsupported(f"function {getattr(node.target, '__name__', node.target)}")
+        if node.op == "call_method" and node.target in POINTWISE_METHODS:
+            return zero
+        raise ConeUnsupported(f"{node.op} {node.target}")
+
+    def plan(self, pixel: tuple[int, int], shape: tuple[int, int]) -> dict[torch.fx.Node, Span]:
+        """The span every node must provide for ``pixel`` (already clipped to the image)."""
+        height, width = shape
+        demand: dict[torch.fx.Node, Span] = {}
+        output = next(n for n in reversed(self.nodes) if n.op == "output")
+        target = Span(pixel[0], pixel[0] + 1, pixel[1], pixel[1] + 1)
+        for arg in output.all_input_nodes:
+            demand[arg] = target
+        for node in reversed(self.nodes):
+            if node not in demand or node.op == "output":
+                continue
+            before, after = self._reach(node)
+            needed = demand[node].grow(before, after).clip(height, width)
+            for arg in node.all_input_nodes:
+                demand[arg] = needed.union(demand.get(arg))
+        return demand
+
+    def run(
+        self, inputs: tuple[torch.Tensor, ...], pixel: tuple[int, int]
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...], list[Span]]:
+        """Compute the fused pixel over its cone.
+
+        Returns the (B, C) output at the pixel, the input crops (leaves requiring grad) and
+        their spans in image coordinates.
+        """
+        shape = (int(inputs[0].shape[-2]), int(inputs[0].shape[-1]))
+        demand = self.plan(pixel, shape)
+        values: dict[torch.fx.Node, tuple[torch.Tensor, Span]] = {}
+        leaves: list[torch.Tensor] = []
+        spans: list[Span] = []
+        placeholder_index = 0
+        for node in self.nodes:
+            if node.op == "placeholder":
+                span = demand.get(node, Span(pixel[0], pixel[0] + 1, pixel[1], pixel[1] + 1))
+                x = inputs[placeholder_index][..., span.top : span.bottom, span.left : span.right]
+                leaf = x.detach().requires_grad_(True)
+                leaves.append(leaf)
+                spans.append(span)
+                values[node] = (leaf, span)
+                placeholder_index += 1
+            elif node.op == "output":
+                ((result, span),) = [values[a] for a in node.all_input_nodes]
+                return result[..., pixel[0] - span.top, pixel[1] - span.left], tuple(leaves), spans
+            elif node not in demand:
+                continue
+            else:
+                values[node] = (self._execute(node, values, demand[node], shape), demand[node])
+        raise ConeUnsupported("graph without output")
+
+    def _execute(
+        self, node: torch.fx.Node, values: dict, span: Span, shape: tuple[int, int]
+    ) -> torch.Tensor:
+        if node.op == "call_module":
+            module = self.modules[node.target]
+            ((source, source_span),) = [values[a] for a in node.all_input_nodes]
+            if isinstance(module, nn.Conv2d):
+                before, after = _conv_reach(module)
+                wanted = span.grow(before, after)
+                available = wanted.clip(*shape)
+                x = source[
+                    ...,
+                    available.top - source_span.top : available.bottom - source_span.top,
+                    available.left - source_span.left : available.right - source_span.left,
+                ]
+                pad = (
+                    available.left - wanted.left,
+                    wanted.right - available.right,
+                    available.top - wanted.top,
+                    wanted.bottom - available.bottom,
+                )
+                if any(pad):
+                    x = functional.pad(x, pad)
+                return functional.conv2d(
+                    x, module.weight, module.bias, 1, 0, module.dilation, module.groups
+                )
+            return module(_cut(source, source_span, span))
+
+        def convert(value: object) -> object:
+            if isinstance(value, torch.fx.Node):
+                tensor, value_span = values[value]
+                return _cut(tensor, value_span, span)
+            if isinstance(value, (list, tuple)):
+                return type(value)(convert(v) for v in value)
+            return value
+
+        args = convert(node.args)
+        kwargs = {k: convert(v) for k, v in node.kwargs.items()}
+        if node.op == "call_method":
+            subject, *rest = args
+            return getattr(subject, node.target)(*rest, **kwargs)
+        if node.target is operator.getitem:
+            raise ConeUnsupported("getitem")
+        return node.target(*args, **kwargs)
+
+
+def _cut(tensor: torch.Tensor, have: Span, want: Span) -> torch.Tensor:
+    if have == want:
+        return tensor
+    return tensor[
+        ...,
+        want.top - have.top : want.bottom - have.top,
+        want.left - have.left : want.right - have.left,
+    ]

@@ -1,0 +1,245 @@
+"""Finding, measuring and verifying a model's receptive field.
+
+:func:`analyse_locality` decides once per model and input size how saliency is computed:
+
+1. trace the field from the network's structure (:mod:`fusevis.saliency.trace`), or, where
+   that is impossible, measure it from float64 gradients at several pixels and inputs and
+   add a safety margin;
+2. verify it: crop-based Jacobians must equal full-image gradients (float64) at sampled
+   pixels, the four corners and edge midpoints included; a failed check widens the field;
+3. a model whose field covers the whole image (global pooling, attention, image-wide
+   normalisation) takes the full-image path, and the result says so.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from fusevis.saliency.field import ReceptiveField, Window, field_window
+from fusevis.saliency.tensors import OutputChannel, forward_selected, frozen_parameters
+from fusevis.saliency.trace import NotLocal, TraceFailure, trace_receptive_fields
+
+VERIFY_TOLERANCE = 1e-9
+
+
+@dataclass
+class Locality:
+    """How saliency is computed for one model and input size.
+
+    Attributes
+    ----------
+    path : {"crop", "full"}
+        ``"crop"``: receptive-field crops (exact, fast); ``"full"``: full-image gradients,
+        for models that are not local.
+    field : ReceptiveField or None
+        The field used for crops (the union over inputs); None on the full path.
+    per_input : list of ReceptiveField
+        The field of every input (on the crop path).
+    how : str
+        ``"traced"``, ``"measured"`` or ``"user"``, and for the full path why.
+    verified_error : float or None
+        Largest relative difference between crop and full-image Jacobians seen when
+        verifying (None when verification was skipped).
+    """
+
+    path: str
+    field: ReceptiveField | None
+    per_input: list[ReceptiveField] = field(default_factory=list)
+    how: str = ""
+    verified_error: float | None = None
+
+
+def sample_pixels(shape: tuple[int, int], count: int = 3, seed: int = 0) -> list[tuple[int, int]]:
+    """Corners, edge midpoints, the centre and ``count`` random pixels of an image."""
+    height, width = shape
+    fixed = [
+        (0, 0),
+        (0, width - 1),
+        (height - 1, 0),
+        (height - 1, width - 1),
+        (0, width // 2),
+        (height // 2, 0),
+        (height - 1, width // 2),
+        (height // 2, width - 1),
+        (height // 2, width // 2),
+    ]
+    generator = torch.Generator().manual_seed(seed)
+    randoms = [
+        (
+            int(torch.randint(height, (1,), generator=generator)),
+            int(torch.randint(width, (1,), generator=generator)),
+        )
+        for _ in range(count)
+    ]
+    return list(dict.fromkeys(fixed + randoms))
+
+
+def crop_jacobian(
+    model: nn.Module,
+    inputs: tuple[torch.Tensor, ...],
+    pixel: tuple[int, int],
+    window: Window,
+    channel: OutputChannel,
+) -> list[torch.Tensor]:
+    """Jacobian row of ``pixel`` computed on the crop ``window``, as (C, h, w) per input."""
+    rows, cols = window.as_slices()
+    crops = [x[..., rows, cols].detach().requires_grad_(True) for x in inputs]
+    output = forward_selected(model, crops, channel)
+    target = output[0, pixel[0] - window.top, pixel[1] - window.left]
+    grads = torch.autograd.grad(target, crops, allow_unused=True)
+    return [
+        torch.zeros_like(c[0]) if g is None else g[0] for g, c in zip(grads, crops, strict=True)
+    ]
+
+
+def _float64_copy(
+    model: nn.Module, inputs: tuple[torch.Tensor, ...]
+) -> tuple[nn.Module, tuple[torch.Tensor, ...]]:
+    twin = copy.deepcopy(model).to(dtype=torch.float64).eval()
+    return twin, tuple(x.detach().to(torch.float64) for x in inputs)
+
+
+def measure_fields(
+    model: nn.Module,
+    inputs: tuple[torch.Tensor, ...],
+    channel: OutputChannel,
+    margin_fraction: float = 0.25,
+) -> list[ReceptiveField]:
+    """Measure each input's field from float64 gradients, with a safety margin.
+
+    The support (exactly non-zero entries) of the Jacobian rows of several pixels is taken
+    over the real inputs and two random ones; the bounding offsets are widened by
+    ``max(2, margin_fraction × radius)`` because ReLUs can zero gradients inside the field.
+
+    Raises
+    ------
+    NotLocal
+        If the centre pixel's support reaches all four image borders.
+    """
+    twin, originals = _float64_copy(model, inputs)
+    height, width = inputs[0].shape[-2:]
+    generator = torch.Generator().manual_seed(0)
+    trials = [originals] + [
+        tuple(torch.rand(x.shape, generator=generator, dtype=torch.float64) for x in originals)
+        for _ in range(2)
+    ]
+    pixels = [
+        (height // 2, width // 2),
+        (height // 3, width // 4),
+        (2 * height // 3, 3 * width // 4),
+    ]
+    bounds = [[0, 0, 0, 0] for _ in inputs]
+    whole = Window(0, height, 0, width)
+    with frozen_parameters(twin):
+        for trial in trials:
+            for pixel in pixels:
+                rows = crop_jacobian(twin, trial, pixel, whole, channel)
+                for index, grad in enumerate(rows):
+                    support = grad.abs().sum(dim=0).nonzero()
+                    if support.numel() == 0:
+                        continue
+                    r_lo, c_lo = (support.min(dim=0).values - torch.tensor(pixel)).tolist()
+                    r_hi, c_hi = (support.max(dim=0).values - torch.tensor(pixel)).tolist()
+                    b = bounds[index]
+                    bounds[index] = [
+                        min(b[0], r_lo),
+                        max(b[1], r_hi),
+                        min(b[2], c_lo),
+                        max(b[3], c_hi),
+                    ]
+                    if pixel == pixels[0] and (
+                        r_lo + pixel[0] == 0
+                        and c_lo + pixel[1] == 0
+                        and r_hi + pixel[0] == height - 1
+                        and c_hi + pixel[1] == width - 1
+                    ):
+                        raise NotLocal("the centre pixel depends on the whole image")
+    fields = []
+    for r_lo, r_hi, c_lo, c_hi in bounds:
+        radius = max(-r_lo, r_hi, -c_lo, c_hi)
+        margin = max(2, math.ceil(margin_fraction * radius))
+        fields.append(ReceptiveField(r_lo, r_hi, c_lo, c_hi, source="measured").widened(margin))
+    return fields
+
+
+def verify_field(
+    model: nn.Module,
+    inputs: tuple[torch.Tensor, ...],
+    rf: ReceptiveField,
+    channel: OutputChannel,
+    pixels: list[tuple[int, int]],
+) -> float:
+    """Relative error of crop Jacobians against the full-image gradient (float64).
+
+    One full-image backward pass whose output gradient is 1 at every sampled pixel gives
+    the sum of their Jacobian rows; it must equal the sum of the crop rows placed in the
+    image. A field that is too small misses part of some row and fails the check.
+    """
+    twin, originals = _float64_copy(model, inputs)
+    shape = tuple(inputs[0].shape[-2:])
+    with frozen_parameters(twin):
+        full_inputs = tuple(x.clone().requires_grad_(True) for x in originals)
+        output = forward_selected(twin, full_inputs, channel)
+        probe = torch.zeros_like(output)
+        for row, col in pixels:
+            probe[0, row, col] = 1.0
+        full = torch.autograd.grad(output, full_inputs, probe, allow_unused=True)
+        placed = [torch.zeros_like(x[0]) for x in originals]
+        for pixel in pixels:
+            window = field_window(rf, (pixel[0], pixel[0] + 1), (pixel[1], pixel[1] + 1), shape)
+            rows, cols = window.as_slices()
+            for total, crop_grad in zip(
+                placed, crop_jacobian(twin, originals, pixel, window, channel), strict=True
+            ):
+                total[..., rows, cols] += crop_grad
+    worst = 0.0
+    for full_grad, total in zip(full, placed, strict=True):
+        reference = torch.zeros_like(total) if full_grad is None else full_grad[0]
+        scale = float(reference.abs().max()) or 1.0
+        worst = max(worst, float((total - reference).abs().max()) / scale)
+    return worst
+
+
+def analyse_locality(
+    model: nn.Module,
+    inputs: tuple[torch.Tensor, ...],
+    channel: OutputChannel = 0,
+    override: ReceptiveField | None = None,
+    verify: bool = True,
+) -> Locality:
+    """Decide between the crop and the full path for ``model`` at the inputs' size."""
+    shape = tuple(inputs[0].shape[-2:])
+    try:
+        if override is not None:
+            per_input = [override] * len(inputs)
+            how = "user"
+        else:
+            try:
+                per_input = trace_receptive_fields(model, len(inputs))
+                how = "traced"
+            except TraceFailure as failure:
+                per_input = measure_fields(model, inputs, channel)
+                how = f"measured ({failure})"
+    except NotLocal as reason:
+        return Locality("full", None, [], f"not local: {reason}")
+    combined = per_input[0]
+    for other in per_input[1:]:
+        combined = combined.union(other)
+    if not verify:
+        return Locality("crop", combined, per_input, how, None)
+    pixels = sample_pixels(shape)
+    for _ in range(6):
+        if combined.height >= shape[0] and combined.width >= shape[1]:
+            break
+        error = verify_field(model, inputs, combined, channel, pixels)
+        if error <= VERIFY_TOLERANCE:
+            return Locality("crop", combined, per_input, how, error)
+        combined = combined.widened(max(2, combined.radius))
+        per_input = [combined] * len(inputs)
+        how += "; widened after verification"
+    return Locality("full", None, [], f"{how}; field covers the image")

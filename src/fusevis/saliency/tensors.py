@@ -1,0 +1,98 @@
+"""Helpers for the tensors the saliency code passes around."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+from fusevis.errors import FuseVisError, InputError, ModelError
+from fusevis.models.inference import run_model
+
+OutputChannel = int | str  # an index, or "luminance" for RGB outputs
+
+LUMA = (0.299, 0.587, 0.114)
+
+
+def as_input_tuple(inputs: torch.Tensor | Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+    """Normalise inputs to a tuple of (1, C, H, W) tensors of one shape (H, W)."""
+    items = (inputs,) if isinstance(inputs, torch.Tensor) else tuple(inputs)
+    if not items:
+        raise InputError(None, "no inputs given")
+    shaped = []
+    for index, item in enumerate(items):
+        if not isinstance(item, torch.Tensor):
+            raise InputError(f"input {index + 1}", f"expected a tensor, got {type(item).__name__}")
+        tensor = item
+        while tensor.dim() < 4:
+            tensor = tensor.unsqueeze(0)
+        if tensor.dim() != 4 or tensor.shape[0] != 1:
+            raise InputError(
+                f"input {index + 1}",
+                f"expected (1, C, H, W), (C, H, W) or (H, W), got {tuple(item.shape)}",
+            )
+        if not torch.isfinite(tensor).all():
+            raise InputError(f"input {index + 1}", "contains NaN or infinite values")
+        shaped.append(tensor)
+    size = shaped[0].shape[-2:]
+    for index, tensor in enumerate(shaped[1:], start=2):
+        if tensor.shape[-2:] != size:
+            raise InputError(
+                f"input {index}",
+                f"size {tuple(tensor.shape[-2:])} differs from input 1 {tuple(size)}",
+            )
+    return tuple(shaped)
+
+
+def select_output(output: torch.Tensor, channel: OutputChannel) -> torch.Tensor:
+    """Reduce a (B, C, H, W) output to the (B, H, W) image whose saliency is wanted."""
+    if channel == "luminance":
+        if output.shape[1] == 1:
+            return output[:, 0]
+        if output.shape[1] != 3:
+            raise ModelError(f"luminance needs a 1- or 3-channel output, got {output.shape[1]}")
+        weights = torch.tensor(LUMA, dtype=output.dtype, device=output.device)
+        return (output * weights[None, :, None, None]).sum(dim=1)
+    if not isinstance(channel, int) or not 0 <= channel < output.shape[1]:
+        raise ModelError(
+            f"output channel {channel!r} does not exist "
+            f"(the model returns {output.shape[1]} channels)"
+        )
+    return output[:, channel]
+
+
+def forward_selected(
+    model: nn.Module, inputs: Sequence[torch.Tensor], channel: OutputChannel
+) -> torch.Tensor:
+    """Run the model (with its shape checks) and select the output channel."""
+    return select_output(run_model(model, list(inputs)), channel)
+
+
+@contextmanager
+def frozen_parameters(model: nn.Module) -> Iterator[None]:
+    """Switch off parameter gradients for the duration, restoring each flag afterwards."""
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    for parameter, _ in flags:
+        parameter.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for parameter, flag in flags:
+            parameter.requires_grad_(flag)
+
+
+def check_pixel(pixel: tuple[int, int], shape: tuple[int, int]) -> tuple[int, int]:
+    """Validate a (row, col) pixel against an image shape."""
+    try:
+        row, col = int(pixel[0]), int(pixel[1])
+    except (TypeError, ValueError, IndexError):
+        raise InputError(None, f"pixel must be (row, col), got {pixel!r}") from None
+    if not (0 <= row < shape[0] and 0 <= col < shape[1]):
+        raise InputError(None, f"pixel ({row}, {col}) is outside the {shape[0]}x{shape[1]} image")
+    return row, col
+
+
+class Cancelled(FuseVisError):
+    """A long computation was cancelled by its caller."""
