@@ -11,6 +11,7 @@ from fusevis.cli import data
 from fusevis.cli.demo import demo_command
 from fusevis.cli.errors import guarded
 from fusevis.cli.fuse import fuse_command
+from fusevis.cli.saliency import guidance_command, saliency_command
 from fusevis.cli.train import train_command
 
 app = typer.Typer(
@@ -24,6 +25,8 @@ app.add_typer(data.app, name="data")
 app.command("fuse")(fuse_command)
 app.command("demo")(demo_command)
 app.command("train")(train_command)
+app.command("saliency")(saliency_command)
+app.command("guidance")(guidance_command)
 
 
 def _print_version(value: bool) -> None:

@@ -125,6 +125,7 @@ def compute_maps(
     checkpoint: Checkpoint | None = None,
     verify: bool = True,
     locality: Locality | None = None,
+    checkpoint_interval: float = 2.0,
 ) -> SaliencyMaps:
     """Compute guidance (and optionally influence) maps of every fused pixel exactly.
 
@@ -152,6 +153,8 @@ def compute_maps(
         Verify the field against full-image gradients first.
     locality : Locality, optional
         A decision made before (skips the analysis).
+    checkpoint_interval : float
+        Least number of seconds between two checkpoint saves.
     """
     items = as_input_tuple(inputs)
     shape = (int(items[0].shape[-2]), int(items[0].shape[-1]))
@@ -169,6 +172,7 @@ def compute_maps(
         if restored is not None:
             saved, done = restored
             arrays.update({k: v for k, v in saved.items() if k in arrays})
+    saver = _Saver(checkpoint, checkpoint_interval)
     with frozen_parameters(model):
         if locality.path == "full":
             method = _full_loop(
@@ -232,7 +236,6 @@ def _probe_colouring(
     tile = max(tile, period_r, period_c)
     parts = tiles(shape, tile)
     total = len(parts) * period_r * period_c
-    saver = _Saver(checkpoint)
     finished = len(done)
     for tile_index, part in enumerate(parts):
         colours = [
@@ -354,7 +357,6 @@ def _full_loop(
     output = forward_selected(model, leaves, channel)
     arrays["fused"][...] = output[0].detach().cpu().numpy()
     total = shape[0] * shape[1]
-    saver = _Saver(checkpoint)
     for row in range(shape[0]):
         if (0, row) in done:
             continue

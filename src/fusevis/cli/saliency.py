@@ -1,0 +1,269 @@
+"""``fusevis saliency`` and ``fusevis guidance``: per-pixel and all-pixel saliency maps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import torch
+import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from fusevis.cli.options import (
+    Axis,
+    Color,
+    Inputs,
+    ModelName,
+    Normalize,
+    SliceIndex,
+    WeightsPath,
+    read_inputs,
+)
+from fusevis.errors import FuseVisError, InputError
+from fusevis.io import ImageSet
+from fusevis.models.inference import as_tensors, check_input_count
+from fusevis.models.registry import resolve_model
+from fusevis.saliency import METHODS, PixelJacobian, SaliencyMaps, Window, cached_maps
+from fusevis.saliency.maps import compute_maps
+from fusevis.saliency.tensors import forward_selected
+
+Device = Annotated[str, typer.Option(help="auto (CUDA when available), cpu or cuda.")]
+
+
+def pick_device(device: str) -> torch.device:
+    """Resolve ``auto`` to CUDA when available, else the CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise FuseVisError("CUDA was asked for but is not available")
+    return torch.device(device)
+
+
+def _prepare(
+    inputs: list[Path],
+    model: str,
+    weights: str | None,
+    color: str,
+    normalize: str,
+    slice_index: int | None,
+    axis: int,
+    device: str,
+) -> tuple[ImageSet, torch.nn.Module, list[torch.Tensor]]:
+    image_set = read_inputs(inputs, color, normalize, slice_index, axis)
+    network = resolve_model(model, weights if weights is not None else "DEFAULT")
+    check_input_count(network, len(image_set))
+    chosen = pick_device(device)
+    network = network.to(chosen).eval()
+    return image_set, network, as_tensors(image_set.stack(), chosen)
+
+
+def _panels(
+    path: Path,
+    image_set: ImageSet,
+    fused: np.ndarray,
+    maps: list[np.ndarray],
+    label: str,
+    pixel: tuple[int, int] | None = None,
+    window: Window | None = None,
+) -> None:
+    """Inputs and fused image on top, one map per input below (zoomed to ``window``)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    count = len(image_set)
+    figure, axes = plt.subplots(2, count + 1, figsize=(3.2 * (count + 1), 6.2))
+    limit = max(float(np.abs(m).max()) for m in maps) or 1.0
+    for k, image in enumerate(image_set):
+        axes[0, k].imshow(image.data, cmap="gray")
+        axes[0, k].set_title(f"input {k + 1}")
+        shown_map, extent = maps[k], None
+        if window is not None:
+            shown_map = maps[k][window.top : window.bottom, window.left : window.right]
+            extent = (window.left - 0.5, window.right - 0.5, window.bottom - 0.5, window.top - 0.5)
+        shown = axes[1, k].imshow(shown_map, cmap="RdBu_r", vmin=-limit, vmax=limit, extent=extent)
+        axes[1, k].set_title(f"{label} {k + 1}" + (" (field window)" if window else ""))
+        figure.colorbar(shown, ax=axes[1, k], fraction=0.046)
+    axes[0, count].imshow(fused, cmap="gray")
+    axes[0, count].set_title("fused")
+    axes[1, count].axis("off")
+    for axis in axes[0]:
+        axis.set_xticks([])
+        axis.set_yticks([])
+    for axis in axes.ravel():
+        if pixel is not None and axis.images:
+            axis.add_patch(
+                matplotlib.patches.Rectangle(
+                    (pixel[1] - 1.5, pixel[0] - 1.5), 3, 3, fill=False, edgecolor="red"
+                )
+            )
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def saliency_command(
+    inputs: Inputs,
+    model: ModelName,
+    pixel: Annotated[tuple[int, int], typer.Option(help="Fused pixel as ROW COL.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help=".npz or .png")],
+    weights: WeightsPath = None,
+    method: Annotated[str, typer.Option(help="jacobian, " + ", ".join(METHODS))] = "jacobian",
+    channel: Annotated[int, typer.Option(help="Output channel to explain.")] = 0,
+    color: Color = "gray",
+    normalize: Normalize = "minmax",
+    slice_index: SliceIndex = None,
+    axis: Axis = 2,
+    device: Device = "auto",
+) -> None:
+    """Saliency maps of one fused pixel: each input's Jacobian row (or another method).
+
+    .npz output holds ``fused``, ``jacobian_0``, ``jacobian_1``, ... (or ``attribution_k``
+    for other methods) and ``pixel``; .png output shows the panels.
+    """
+    if output.suffix not in (".npz", ".png"):
+        raise InputError(output, "saliency output must be .npz or .png")
+    image_set, network, tensors = _prepare(
+        inputs, model, weights, color, normalize, slice_index, axis, device
+    )
+    if method == "jacobian":
+        explainer = PixelJacobian(network, channel)
+        rows = explainer.attribute(tensors, pixel=pixel)
+        prefix, window = "jacobian", explainer.last_window
+    elif method in METHODS:
+        attribution = METHODS[method](network, channel)
+        rows = attribution.attribute(tensors, pixel=pixel)
+        prefix, window = "attribution", attribution.last_window
+    else:
+        raise FuseVisError(f"unknown method {method!r}; use jacobian or {', '.join(METHODS)}")
+    with torch.no_grad():
+        fused = forward_selected(network, tensors, channel)[0].cpu().numpy()
+    maps = [r[0].sum(dim=0).cpu().numpy() for r in rows]
+    if output.suffix == ".npz":
+        output.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(
+            output,
+            fused=fused,
+            pixel=np.array(pixel),
+            **{f"{prefix}_{k}": r[0].cpu().numpy() for k, r in enumerate(rows)},
+        )
+    else:
+        _panels(
+            output, image_set, fused, maps, "J" if prefix == "jacobian" else method, pixel, window
+        )
+    typer.echo(f"wrote {output} (pixel {pixel[0]}, {pixel[1]}; {method})")
+
+
+def _write_maps(
+    output: Path, maps: SaliencyMaps, image_set: ImageSet, paper_layout: bool, names: list[str]
+) -> list[Path]:
+    suffix = output.suffix
+    output.parent.mkdir(parents=True, exist_ok=True)
+    arrays: dict[str, np.ndarray] = {"fused": maps.fused}
+    for k, guidance in enumerate(maps.guidance):
+        arrays[f"guidance_{k}"] = guidance[0] if guidance.shape[0] == 1 else guidance
+    for k, influence in enumerate(maps.influence or []):
+        arrays[f"influence_{k}"] = influence
+        arrays[f"share_{k}"] = maps.share[k]  # type: ignore[index]
+    if suffix == ".npz":
+        np.savez_compressed(output, **arrays)
+        return [output]
+    if suffix == ".png":
+        _panels(
+            output,
+            image_set,
+            maps.fused,
+            [maps.guidance_2d(k) for k in range(len(maps.guidance))],
+            "G",
+        )
+        return [output]
+    if suffix == ".zarr":
+        import zarr
+
+        group = zarr.open_group(str(output), mode="w")
+        for name, array in arrays.items():
+            group.create_array(name, data=np.ascontiguousarray(array))
+        group.attrs["method"] = maps.method
+        return [output]
+    if suffix in (".h5", ".hdf5"):
+        import h5py
+
+        if paper_layout:
+            written = []
+            for k, name in enumerate(names):
+                path = output.with_name(f"{output.stem}_{name}.h5")
+                with h5py.File(path, "w") as handle:
+                    handle.create_dataset(
+                        f"Jacob_{name.upper()}_dataset", data=maps.guidance_2d(k).astype(np.float64)
+                    )
+                written.append(path)
+            return written
+        with h5py.File(output, "w") as handle:
+            for name, array in arrays.items():
+                handle.create_dataset(name, data=array)
+            handle.attrs["method"] = maps.method
+        return [output]
+    raise InputError(output, "guidance output must be .npz, .h5, .zarr or .png")
+
+
+def guidance_command(
+    inputs: Inputs,
+    model: ModelName,
+    output: Annotated[Path, typer.Option("--output", "-o", help=".npz, .h5, .zarr or .png")],
+    weights: WeightsPath = None,
+    influence: Annotated[
+        bool, typer.Option(help="Also compute influence maps and shares (more passes).")
+    ] = False,
+    paper_layout: Annotated[
+        bool,
+        typer.Option(
+            help="With .h5: one file per input, OUT_<name>.h5, key "
+            "Jacob_<NAME>_dataset, as the FuseVis paper published them."
+        ),
+    ] = False,
+    names: Annotated[str, typer.Option(help="Input names for --paper-layout.")] = "mri,pet",
+    channel: Annotated[int, typer.Option(help="Output channel to explain.")] = 0,
+    tile: Annotated[int, typer.Option(help="Tile size bounding memory.")] = 512,
+    cache: Annotated[bool, typer.Option(help="Reuse/store results in $FUSEVIS_CACHE.")] = True,
+    color: Color = "gray",
+    normalize: Normalize = "minmax",
+    slice_index: SliceIndex = None,
+    axis: Axis = 2,
+    device: Device = "auto",
+) -> None:
+    """Guidance maps (the Jacobian's diagonal) of every fused pixel, exactly.
+
+    Writes ``fused``, ``guidance_0``, ``guidance_1``, ... and with --influence
+    ``influence_k`` and ``share_k``. Interrupted runs resume from the cache.
+    """
+    if output.suffix not in (".npz", ".h5", ".hdf5", ".zarr", ".png"):
+        raise InputError(output, "guidance output must be .npz, .h5, .zarr or .png")
+    image_set, network, tensors = _prepare(
+        inputs, model, weights, color, normalize, slice_index, axis, device
+    )
+    name_list = [n for n in names.split(",") if n]
+    if paper_layout and len(name_list) != len(image_set):
+        raise FuseVisError(f"--names gives {len(name_list)} names for {len(image_set)} inputs")
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} passes"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns) as bar:
+        task = bar.add_task("guidance" + (" + influence" if influence else ""), total=None)
+
+        def report(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        options = {"output_channel": channel, "tile": tile, "progress": report}
+        if cache:
+            maps = cached_maps(network, tensors, influence=influence, **options)
+        else:
+            maps = compute_maps(network, tensors, influence=influence, **options)
+    written = _write_maps(output, maps, image_set, paper_layout, name_list)
+    typer.echo(f"{maps.method}\nwrote " + ", ".join(str(p) for p in written))

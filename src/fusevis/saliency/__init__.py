@@ -1,0 +1,35 @@
+"""Exact per-pixel saliency: receptive fields, Jacobians, guidance and influence maps."""
+
+from fusevis.saliency.attribution import (
+    METHODS,
+    Gradient,
+    GradientTimesInput,
+    IntegratedGradients,
+    SmoothGrad,
+)
+from fusevis.saliency.cache import MapCache, cached_maps
+from fusevis.saliency.field import ReceptiveField, Window
+from fusevis.saliency.jacobian import PixelJacobian
+from fusevis.saliency.locality import Locality, analyse_locality
+from fusevis.saliency.maps import SaliencyMaps, compute_maps, guidance_maps, influence_maps
+from fusevis.saliency.tensors import Cancelled
+
+__all__ = [
+    "METHODS",
+    "Cancelled",
+    "Gradient",
+    "GradientTimesInput",
+    "IntegratedGradients",
+    "Locality",
+    "MapCache",
+    "PixelJacobian",
+    "ReceptiveField",
+    "SaliencyMaps",
+    "SmoothGrad",
+    "Window",
+    "analyse_locality",
+    "cached_maps",
+    "compute_maps",
+    "guidance_maps",
+    "influence_maps",
+]
