@@ -52,6 +52,12 @@ def train_command(
     clip_grad: Annotated[
         float | None, typer.Option(help="Clip the gradient norm to this value (off by default).")
     ] = None,
+    skip_nonfinite: Annotated[
+        bool, typer.Option(help="Skip steps whose loss is NaN/inf instead of stopping.")
+    ] = False,
+    lr_schedule: Annotated[
+        str, typer.Option(help="constant (the paper) or cosine decay to 0 over all epochs.")
+    ] = "constant",
     resume: Annotated[bool, typer.Option(help="Continue from OUT/checkpoint.pt.")] = False,
     test_pair: Annotated[
         list[Path] | None, typer.Option(help="Two images to score SSIM on (repeat twice).")
@@ -91,6 +97,8 @@ def train_command(
         seed=seed,
         device=device,
         clip_grad=clip_grad,
+        schedule=lr_schedule,
+        skip_nonfinite=skip_nonfinite,
     )
     columns = (
         TextColumn("[bold]{task.description}"),
@@ -137,6 +145,8 @@ def train_command(
             "seed": seed,
             "optimizer": "Adam",
             "clip_grad": clip_grad,
+            "lr_schedule": lr_schedule,
+            "skipped_nonfinite_steps": summary["skipped_steps"],
         },
         "scores": {"test_pair": [str(p) for p in test_pair or []], **scores},
         "training_time_s": round(summary["elapsed_s"], 1),

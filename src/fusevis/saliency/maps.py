@@ -176,7 +176,7 @@ def compute_maps(
     with frozen_parameters(model):
         if locality.path == "full":
             method = _full_loop(
-                model, items, arrays, influence, output_channel, progress, cancel, checkpoint, done
+                model, items, arrays, influence, output_channel, progress, cancel, saver, done
             )
         else:
             method = _probe_colouring(
@@ -189,7 +189,7 @@ def compute_maps(
                 tile,
                 progress,
                 cancel,
-                checkpoint,
+                saver,
                 done,
             )
     count = len(items)
@@ -228,7 +228,7 @@ def _probe_colouring(
     tile: int,
     progress: ProgressCallback | None,
     cancel: CancelCheck | None,
-    checkpoint: Checkpoint | None,
+    saver: _Saver,
     done: set[tuple[int, int]],
 ) -> str:
     shape = arrays["fused"].shape
@@ -348,7 +348,7 @@ def _full_loop(
     channel: OutputChannel,
     progress: ProgressCallback | None,
     cancel: CancelCheck | None,
-    checkpoint: Checkpoint | None,
+    saver: _Saver,
     done: set[tuple[int, int]],
 ) -> str:
     """One backward pass per pixel through the whole image (non-local models)."""

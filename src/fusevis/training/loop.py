@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -36,6 +37,8 @@ class TrainConfig:
     seed: int = 0
     device: str = "cpu"
     clip_grad: float | None = None
+    schedule: str = "constant"
+    skip_nonfinite: bool = False
 
 
 def stack_pairs(sets: Sequence[ImageSet]) -> torch.Tensor:
@@ -144,7 +147,8 @@ def train(
     Returns
     -------
     dict
-        ``epochs_done``, ``elapsed_s`` and ``last`` (the loss terms of the last step).
+        ``epochs_done``, ``elapsed_s``, ``last`` (the loss terms of the last step) and
+        ``skipped_steps`` (steps whose loss was not finite, with ``skip_nonfinite``).
     """
     torch.manual_seed(config.seed)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -165,17 +169,31 @@ def train(
     elif history_path.exists():
         history_path.unlink()
     steps = config.steps_per_epoch or max(1, data.shape[0] // config.batch_size)
+    if config.schedule not in ("constant", "cosine"):
+        raise FuseVisError(f"unknown lr schedule {config.schedule!r} (constant or cosine)")
     last: dict[str, float] = {}
+    skipped = 0
     for epoch in range(start_epoch, config.epochs):
         began = time.perf_counter()
         rows = []
         for step in range(steps):
             batch = sample_batch(data, config, generator).to(device)
             x1, x2 = batch[:, 0:1], batch[:, 1:2]
+            if config.schedule == "cosine":
+                progress_fraction = (epoch * steps + step) / (config.epochs * steps)
+                for group in optimizer.param_groups:
+                    group["lr"] = config.lr * 0.5 * (1 + math.cos(math.pi * progress_fraction))
             optimizer.zero_grad(set_to_none=True)
-            loss, last = fusion_loss(model(x1, x2), x1, x2, config.loss)
+            loss, terms = fusion_loss(model(x1, x2), x1, x2, config.loss)
             if not torch.isfinite(loss):
-                raise FuseVisError(f"loss became {loss.item()} at epoch {epoch + 1}; lower --lr")
+                if not config.skip_nonfinite:
+                    raise FuseVisError(
+                        f"loss became {loss.item()} at epoch {epoch + 1}; lower --lr or "
+                        "pass --skip-nonfinite"
+                    )
+                skipped += 1
+                continue
+            last = terms
             loss.backward()
             if config.clip_grad:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad)
@@ -188,4 +206,9 @@ def train(
         _append_history(history_path, rows)
         plot_history(history_path, out_dir / "loss.png")
     model.eval()
-    return {"epochs_done": config.epochs, "elapsed_s": elapsed, "last": last}
+    return {
+        "epochs_done": config.epochs,
+        "elapsed_s": elapsed,
+        "last": last,
+        "skipped_steps": skipped,
+    }

@@ -1,0 +1,61 @@
+"""Per-pixel Jacobians equal full-image autograd (float64), corners included."""
+
+import pytest
+import torch
+
+from fusevis.saliency import PixelJacobian
+from fusevis.saliency.locality import sample_pixels
+
+from .conftest import Case
+
+
+def test_rows_equal_the_reference_jacobian(
+    case_with_reference: tuple[Case, tuple[torch.Tensor, ...]],
+) -> None:
+    case, reference = case_with_reference
+    jacobian = PixelJacobian(case.model, output_channel=case.output_channel)
+    shape = tuple(case.inputs[0].shape[-2:])
+    pixels = sample_pixels(shape, count=4)
+    rows = jacobian.attribute(case.inputs, pixels=pixels)
+    for k, ref in enumerate(reference):
+        for index, (r, c) in enumerate(pixels):
+            expected = ref[r, c]
+            got = rows[k][index]
+            scale = float(expected.abs().max()) or 1.0
+            assert float((got - expected).abs().max()) <= 1e-5 * scale, (case.name, k, (r, c))
+    locality = jacobian.locality(case.inputs)
+    assert locality.path == ("crop" if case.local else "full")
+
+
+def test_single_pixel_shape_and_zero_outside_field(
+    case_with_reference: tuple[Case, tuple[torch.Tensor, ...]],
+) -> None:
+    case, reference = case_with_reference
+    jacobian = PixelJacobian(case.model, output_channel=case.output_channel)
+    rows = jacobian.attribute(case.inputs, pixel=(0, 0))
+    assert len(rows) == len(case.inputs)
+    for row, x, ref in zip(rows, case.inputs, reference, strict=True):
+        assert row.shape == x.shape
+        torch.testing.assert_close(row[0], ref[0, 0], atol=1e-10, rtol=1e-6)
+    if case.local:
+        window = jacobian.last_window
+        assert window is not None and window.top == 0 and window.left == 0
+        for row in rows:
+            outside = row.clone()
+            outside[..., window.top : window.bottom, window.left : window.right] = 0
+            assert float(outside.abs().max()) == 0.0
+
+
+@pytest.mark.parametrize("use_cone", [True, False])
+def test_cone_and_crop_agree(use_cone: bool) -> None:
+    from .conftest import make_case
+
+    case = make_case("MaskNet", (24, 26))
+    jacobian = PixelJacobian(case.model)
+    jacobian.use_cone = use_cone
+    first = jacobian.attribute(case.inputs, pixel=(5, 25))
+    assert jacobian.method == ("cone" if use_cone else "crop")
+    xs = tuple(x.clone().requires_grad_(True) for x in case.inputs)
+    full = torch.autograd.grad(case.model(*xs)[0, 0, 5, 25], xs)
+    for got, expected in zip(first, full, strict=True):
+        torch.testing.assert_close(got, expected, atol=1e-12, rtol=1e-9)
