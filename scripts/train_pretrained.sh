@@ -12,8 +12,8 @@ set -euo pipefail
 DATA="${FUSEVIS_PAPER_DATA:-../shared/fusevis-paper}"
 FUSEVIS="${FUSEVIS:-.venv/bin/fusevis}"
 WEIGHTS=src/fusevis/models/weights
-DEFAULT_MODELS="DeepPedestrian:10:0.002:0:constant DeepFuse:30:0.01:0:cosine"
-DEFAULT_MODELS+=" FunFuseAn:15:0.001:1.0:cosine:skip MaskNet:12:0.01:0:cosine"
+DEFAULT_MODELS="DeepPedestrian:10:0.002:0:constant DeepFuse:20:0.01:0:cosine"
+DEFAULT_MODELS+=" FunFuseAn:15:0.001:1.0:cosine:skip MaskNet:10:0.01:0:cosine"
 mkdir -p "$WEIGHTS" runs
 
 train() {

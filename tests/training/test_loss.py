@@ -26,3 +26,14 @@ def test_identical_inputs_and_output_give_zero_loss() -> None:
 
 def test_defaults_are_the_papers() -> None:
     assert LossWeights() == LossWeights(lam=0.99, gamma_ssim=0.5, gamma_l2=0.5)
+
+
+def test_an_inverted_image_does_not_score_high() -> None:
+    from fusevis.training import ssim_index
+
+    x = torch.rand(1, 1, 32, 32, generator=torch.Generator().manual_seed(2))
+    assert ssim_index(x, x).item() == pytest.approx(1.0, abs=1e-6)
+    assert ssim_index(-x, x).item() < 0.01
+    loss_inverted, _ = fusion_loss(-x, x, x)
+    loss_identity, _ = fusion_loss(x, x, x)
+    assert loss_inverted.item() > 0.9 > loss_identity.item()

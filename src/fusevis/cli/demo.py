@@ -1,59 +1,176 @@
-"""``fusevis demo``: the most complete thing FuseVis can show on its built-in data."""
+"""``fusevis demo``: the most complete thing FuseVis can show on its built-in data.
+
+It fuses a demo pair with every shipped network, explains one fused pixel with each
+network's exact per-pixel Jacobians, computes the guidance maps of one network for every
+pixel, and writes the figures and a summary table.
+"""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Annotated
 
 import numpy as np
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from fusevis.io import load_demo, save_image
-from fusevis.models.inference import fuse, minmax
+from fusevis.models.inference import as_tensors, minmax
 from fusevis.models.registry import get_entry, get_model, list_models
+from fusevis.saliency import PixelJacobian, SaliencyMaps, cached_maps
+from fusevis.saliency.tensors import forward_selected
 from fusevis.training.evaluate import ssim_scores
 
 
-def _figure(panels: list[tuple[str, np.ndarray]], path: Path) -> None:
+def _shipped_models() -> list[str]:
+    return [
+        n
+        for n in list_models()
+        if get_entry(n).default_weights is not None or n == "WeightedAverage"
+    ]
+
+
+def _overview(
+    path: Path,
+    inputs: list[np.ndarray],
+    rows: list[tuple[str, np.ndarray, list]],
+    pixel: tuple[int, int],
+) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    count = len(inputs)
+    figure, axes = plt.subplots(
+        len(rows) + 1, count + 1, figsize=(2.9 * (count + 1), 2.7 * (len(rows) + 1))
+    )
+    for k, image in enumerate(inputs):
+        axes[0, k].imshow(image, cmap="gray")
+        axes[0, k].set_title(f"input {k + 1}", fontsize=9)
+    axes[0, count].axis("off")
+    axes[0, count].text(
+        0,
+        0.5,
+        f"red square: fused pixel\n(row {pixel[0]}, col {pixel[1]})\n"
+        "J k: its Jacobian row for\ninput k (field window)",
+        fontsize=9,
+    )
+    for r, (name, fused, jacobians) in enumerate(rows, start=1):
+        axes[r, 0].imshow(fused, cmap="gray")
+        axes[r, 0].set_title(f"{name}: fused", fontsize=9)
+        limit = max(float(np.abs(j).max()) for j, _ in jacobians) or 1.0
+        for k, (jacobian, window) in enumerate(jacobians, start=1):
+            extent = (window.left - 0.5, window.right - 0.5, window.bottom - 0.5, window.top - 0.5)
+            shown = axes[r, k].imshow(
+                jacobian[window.top : window.bottom, window.left : window.right],
+                cmap="RdBu_r",
+                vmin=-limit,
+                vmax=limit,
+                extent=extent,
+            )
+            axes[r, k].set_title(f"{name}: J {k}", fontsize=9)
+            figure.colorbar(shown, ax=axes[r, k], fraction=0.046)
+    for axis in axes.ravel():
+        for image in axis.images:
+            if image.get_extent()[1] > 100:
+                axis.add_patch(
+                    Rectangle((pixel[1] - 2, pixel[0] - 2), 4, 4, fill=False, edgecolor="red")
+                )
+        axis.tick_params(labelsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+
+
+def _guidance_figure(path: Path, name: str, maps: SaliencyMaps) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels), 2.9))
-    for axis, (title, image) in zip(axes, panels, strict=True):
-        axis.imshow(image, cmap="gray", vmin=0, vmax=1)
-        axis.set_title(title, fontsize=9)
-        axis.axis("off")
+    g1, g2 = maps.guidance_2d(0), maps.guidance_2d(1)
+    rgb = np.stack([minmax(g1), minmax(g2), minmax(maps.fused)], axis=-1)
+    figure, axes = plt.subplots(1, 4, figsize=(13, 3.4))
+    limit = max(float(np.abs(g1).max()), float(np.abs(g2).max())) or 1.0
+    for axis, image, title in ((axes[0], g1, "G1 = dF(p)/dx1(p)"), (axes[1], g2, "G2")):
+        shown = axis.imshow(image, cmap="RdBu_r", vmin=-limit, vmax=limit)
+        axis.set_title(f"{name}: {title}", fontsize=9)
+        figure.colorbar(shown, ax=axis, fraction=0.046)
+    axes[2].imshow(rgb)
+    axes[2].set_title("guidance RGB (R=G1, G=G2, B=fused)", fontsize=9)
+    axes[3].scatter(g1.ravel(), g2.ravel(), s=0.3, alpha=0.3)
+    axes[3].set(xlabel="G1", ylabel="G2", title="G1 against G2")
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    figure.savefig(path, dpi=90)
     plt.close(figure)
 
 
 def demo_command(
     name: Annotated[str, typer.Option(help="Demo set (see `fusevis data list`).")] = "mri-pet",
-    out: Annotated[Path, typer.Option(help="Folder for the figure and fused images.")] = Path(
+    out: Annotated[Path, typer.Option(help="Folder for figures and fused images.")] = Path(
         "demo-output"
     ),
+    pixel: Annotated[tuple[int, int], typer.Option(help="Fused pixel to explain.")] = (110, 92),
+    guidance_model: Annotated[
+        str, typer.Option(help="Network whose guidance maps are computed.")
+    ] = "DeepFuse",
 ) -> None:
-    """Fuse a demo image set with every shipped network and write an overview figure."""
+    """Fuse a demo pair with every shipped network and explain it.
+
+    Per-pixel Jacobians of one fused pixel for each network, guidance maps of one network
+    for every pixel, figures (overview.png, guidance.png) and a table.
+    """
     image_set = load_demo(name)
-    stack = image_set.stack()
-    panels = [(f"input {i + 1}", image.data) for i, image in enumerate(image_set)]
-    table = Table("network", "weights", "SSIM to input 1", "SSIM to input 2")
-    for model_name in list_models():
-        entry = get_entry(model_name)
-        if entry.default_weights is None and model_name != "WeightedAverage":
-            continue
+    tensors = as_tensors(image_set.stack())
+    out.mkdir(parents=True, exist_ok=True)
+    table = Table(
+        "network", "SSIM to 1", "SSIM to 2", f"G1{pixel}", f"G2{pixel}", "field", "ms/pixel"
+    )
+    rows = []
+    for model_name in _shipped_models():
         model = get_model(model_name)
-        fused = fuse(model, stack)
+        fused = forward_selected(model, tensors, 0)[0].detach().numpy()
         save_image(minmax(fused), out / f"{model_name}.png")
-        panels.append((model_name, minmax(fused)))
+        jacobian = PixelJacobian(model)
+        jacobian.attribute(tensors, pixel=pixel)  # analyses the field once
+        start = time.perf_counter()
+        maps = jacobian.attribute(tensors, pixel=pixel)
+        elapsed = (time.perf_counter() - start) * 1e3
+        window = jacobian.last_window
+        rows.append((model_name, minmax(fused), [(m[0, 0].numpy(), window) for m in maps]))
         scores = ssim_scores(model, image_set)
-        tag = "shipped" if entry.default_weights is not None else "none needed"
-        table.add_row(model_name, tag, f"{scores['ssim_1']:.3f}", f"{scores['ssim_2']:.3f}")
-    _figure(panels, out / "overview.png")
+        field = jacobian.receptive_field
+        table.add_row(
+            model_name,
+            f"{scores['ssim_1']:.3f}",
+            f"{scores['ssim_2']:.3f}",
+            f"{float(maps[0][0, 0, pixel[0], pixel[1]]):+.4f}",
+            f"{float(maps[1][0, 0, pixel[0], pixel[1]]):+.4f}",
+            f"{field.height}x{field.width}" if field else "whole image",
+            f"{elapsed:.1f}",
+        )
+    _overview(out / "overview.png", [i.data for i in image_set], rows, pixel)
+    columns = (
+        TextColumn(f"guidance maps of {guidance_model}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} passes"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns) as bar:
+        task = bar.add_task("guidance", total=None)
+        maps = cached_maps(
+            get_model(guidance_model),
+            tensors,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
+    _guidance_figure(out / "guidance.png", guidance_model, maps)
     Console().print(table)
-    typer.echo(f"wrote {out / 'overview.png'} and one fused PNG per network in {out}/")
+    typer.echo(
+        f"{maps.method}\nwrote {out / 'overview.png'}, {out / 'guidance.png'} and one "
+        f"fused PNG per network in {out}/"
+    )

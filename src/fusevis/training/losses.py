@@ -19,8 +19,16 @@ class LossWeights:
 
 
 def ssim_index(fused: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-    """Mean SSIM (pytorch-msssim, 11×11 Gaussian window σ = 1.5, data range 1)."""
-    return ssim(fused, reference, data_range=1.0, size_average=True)
+    """Mean SSIM of the fused image clipped at 0 (pytorch-msssim, 11×11 window, range 1).
+
+    SSIM is the product of a luminance and a contrast-structure term. For an output that is
+    the *negative* of an input both terms are negative and their product is high: an
+    unbounded network (DeepPedestrian has no output activation) minimises the plain loss by
+    inverting the image (we saw it happen). Images are non-negative, so the fused image is
+    clipped at 0 before SSIM; an inverted image then scores about 0, and the MSE term still
+    pulls negative outputs up.
+    """
+    return ssim(fused.clamp(min=0), reference, data_range=1.0, size_average=True)
 
 
 def fusion_loss(
