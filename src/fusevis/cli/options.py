@@ -26,6 +26,7 @@ SliceIndex = Annotated[
     int | None, typer.Option("--slice", help="Slice of volume inputs (default: middle).")
 ]
 Axis = Annotated[int, typer.Option(help="Axis to slice volume inputs along.")]
+Device = Annotated[str, typer.Option(help="auto (CUDA when available), cpu or cuda.")]
 
 
 def read_inputs(
@@ -39,3 +40,6 @@ def read_inputs(
         slice_index=slice_index,
         axis=axis,
     )
+
+
+Channel = Annotated[int, typer.Option(help="Output channel to explain.")]

@@ -12,7 +12,9 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 
 from fusevis.cli.options import (
     Axis,
+    Channel,
     Color,
+    Device,
     Inputs,
     ModelName,
     Normalize,
@@ -27,8 +29,6 @@ from fusevis.models.registry import resolve_model
 from fusevis.saliency import METHODS, PixelJacobian, SaliencyMaps, Window, cached_maps
 from fusevis.saliency.maps import compute_maps
 from fusevis.saliency.tensors import forward_selected
-
-Device = Annotated[str, typer.Option(help="auto (CUDA when available), cpu or cuda.")]
 
 
 def pick_device(device: str) -> torch.device:
@@ -112,7 +112,7 @@ def saliency_command(
     output: Annotated[Path, typer.Option("--output", "-o", help=".npz or .png")],
     weights: WeightsPath = None,
     method: Annotated[str, typer.Option(help="jacobian, " + ", ".join(METHODS))] = "jacobian",
-    channel: Annotated[int, typer.Option(help="Output channel to explain.")] = 0,
+    channel: Channel = 0,
     color: Color = "gray",
     normalize: Normalize = "minmax",
     slice_index: SliceIndex = None,
@@ -225,7 +225,7 @@ def guidance_command(
         ),
     ] = False,
     names: Annotated[str, typer.Option(help="Input names for --paper-layout.")] = "mri,pet",
-    channel: Annotated[int, typer.Option(help="Output channel to explain.")] = 0,
+    channel: Channel = 0,
     tile: Annotated[int, typer.Option(help="Tile size bounding memory.")] = 512,
     cache: Annotated[bool, typer.Option(help="Reuse/store results in $FUSEVIS_CACHE.")] = True,
     color: Color = "gray",

@@ -134,7 +134,7 @@ def train_command(
             "gamma_ssim": gamma_ssim,
             "gamma_l2": gamma_l2,
             "ssim": "pytorch-msssim, 11x11 gaussian window, sigma 1.5, data_range 1, "
-                "fused image clipped at 0",
+            "fused image clipped at 0",
         },
         "epochs": epochs,
         "config": {

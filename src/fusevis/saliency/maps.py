@@ -217,6 +217,23 @@ class _Saver:
             self.checkpoint.save(arrays, done)
             self.last = time.monotonic()
 
+    def after_pass(
+        self,
+        finished: int,
+        total: int,
+        progress: ProgressCallback | None,
+        cancel: CancelCheck | None,
+        arrays: dict[str, np.ndarray],
+        done: set,
+    ) -> None:
+        """Report progress, checkpoint, and stop (saving first) if cancellation was asked."""
+        if progress is not None:
+            progress(finished, total)
+        self.maybe(arrays, done)
+        if cancel is not None and cancel():
+            self.maybe(arrays, done, force=True)
+            raise Cancelled("saliency computation cancelled")
+
 
 def _probe_colouring(
     model: nn.Module,
@@ -299,12 +316,7 @@ def _probe_colouring(
                     )
             done.add((tile_index, a * period_c + b))
             finished += 1
-            if progress is not None:
-                progress(finished, total)
-            saver.maybe(arrays, done)
-            if cancel is not None and cancel():
-                saver.maybe(arrays, done, force=True)
-                raise Cancelled("saliency computation cancelled")
+            saver.after_pass(finished, total, progress, cancel, arrays, done)
         del output, leaves
     saver.maybe(arrays, done, force=True)
     kind = "guidance + influence" if influence else "guidance"
@@ -371,12 +383,7 @@ def _full_loop(
                 if influence:
                     arrays[f"influence_{k}"][row, col] = float(grad.abs().sum())
         done.add((0, row))
-        if progress is not None:
-            progress((row + 1) * shape[1], total)
-        saver.maybe(arrays, done)
-        if cancel is not None and cancel():
-            saver.maybe(arrays, done, force=True)
-            raise Cancelled("saliency computation cancelled")
+        saver.after_pass((row + 1) * shape[1], total, progress, cancel, arrays, done)
     saver.maybe(arrays, done, force=True)
     return "full-image gradients, one backward pass per pixel (model is not local)"
 
