@@ -1,11 +1,12 @@
 """Guidance and influence maps equal the reference Jacobian's diagonal and row sums."""
 
 import numpy as np
+import pytest
 import torch
 
 from fusevis.saliency import guidance_maps, influence_maps
 
-from .conftest import Case
+from .conftest import INFLUENCE, Case, case_and_reference
 
 
 def test_guidance_is_the_jacobian_diagonal(
@@ -29,10 +30,9 @@ def test_guidance_is_the_jacobian_diagonal(
     assert ("probe colouring" in maps.method) == case.local
 
 
-def test_influence_is_the_row_l1_norm(
-    case_with_reference: tuple[Case, tuple[torch.Tensor, ...]],
-) -> None:
-    case, reference = case_with_reference
+@pytest.mark.parametrize("name", INFLUENCE)
+def test_influence_is_the_row_l1_norm(name: str) -> None:
+    case, reference = case_and_reference(name)
     tile = 8 if case.name in ("WeightedAverage", "ThreeInputs", "Denoiser") else 512
     maps = influence_maps(case.model, case.inputs, output_channel=case.output_channel, tile=tile)
     assert maps.influence is not None and maps.share is not None
