@@ -14,6 +14,7 @@ from fusevis.saliency.tensors import (
     OutputChannel,
     as_input_tuple,
     check_pixel,
+    flushed_denormals,
     forward_selected,
     frozen_parameters,
     select_output,
@@ -126,7 +127,7 @@ class PixelJacobian:
             raise TypeError("give exactly one of pixel= or pixels=")
         chosen = [check_pixel(p, shape) for p in ([pixel] if pixel is not None else pixels)]
         locality = self.locality(items)
-        with frozen_parameters(self.model):
+        with frozen_parameters(self.model), flushed_denormals():
             cone = self._cone_executor(len(items)) if locality.path == "crop" else None
             if locality.path == "full":
                 rows = [self._full_row(items, p) for p in chosen]

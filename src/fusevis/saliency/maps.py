@@ -30,6 +30,7 @@ from fusevis.saliency.tensors import (
     Cancelled,
     OutputChannel,
     as_input_tuple,
+    flushed_denormals,
     forward_selected,
     frozen_parameters,
 )
@@ -173,7 +174,7 @@ def compute_maps(
             saved, done = restored
             arrays.update({k: v for k, v in saved.items() if k in arrays})
     saver = _Saver(checkpoint, checkpoint_interval)
-    with frozen_parameters(model):
+    with frozen_parameters(model), flushed_denormals():
         if locality.path == "full":
             method = _full_loop(
                 model, items, arrays, influence, output_channel, progress, cancel, saver, done
