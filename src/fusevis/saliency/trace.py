@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import operator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
 
 import torch
@@ -44,7 +44,6 @@ class Extent:
     per_input: dict[int, Bounds]
     max_scale: tuple[Fraction, Fraction] = (Fraction(1), Fraction(1))
     fractional: bool = False
-    extra: dict[str, bool] = field(default_factory=dict)
 
 
 POINTWISE_MODULES = (
@@ -362,9 +361,7 @@ def _module_extent(module: nn.Module, inputs: list[Extent]) -> Extent:
     raise TraceFailure(f"module {type(module).__name__} is not known to the tracer")
 
 
-def _function_extent(
-    node: torch.fx.Node, inputs: list[Extent], module: torch.fx.GraphModule
-) -> Extent | None:
+def _function_extent(node: torch.fx.Node, inputs: list[Extent]) -> Extent | None:
     target = node.target
     if target in NONLOCAL_FUNCTIONS:
         raise NotLocal(f"{getattr(target, '__name__', target)} mixes the whole image")
@@ -454,7 +451,7 @@ def trace_receptive_fields(model: nn.Module, num_inputs: int) -> list[ReceptiveF
         elif node.op == "call_module":
             extents[node] = _module_extent(graph_module.get_submodule(node.target), inputs)
         elif node.op == "call_function":
-            extents[node] = _function_extent(node, inputs, graph_module)
+            extents[node] = _function_extent(node, inputs)
         elif node.op == "call_method":
             extents[node] = _method_extent(node, inputs)
         elif node.op == "output":
