@@ -6,8 +6,8 @@
 # MODELS lists NAME:EPOCHS:LR:CLIP:SCHEDULE[:skip] (skip: --skip-nonfinite). The networks whose last layer is BatchNorm +
 # tanh (DeepFuse, MaskNet) learn slowly at the paper's constant lr 0.002 on a small CPU
 # budget; FunFuseAn's max(h1, h2) / (h1 + h2) rule diverges (NaN) at lr 0.002 unless the
-# gradient norm is clipped, and even then some batches give a non-finite loss
-# (h1 + h2 = 0), which are skipped.
+# gradient norm is clipped, and even then a few batches give a non-finite loss
+# (h1 + h2 near 0), which are skipped (3 of 510 steps; their BatchNorm updates are undone).
 set -euo pipefail
 DATA="${FUSEVIS_PAPER_DATA:-../shared/fusevis-paper}"
 FUSEVIS="${FUSEVIS:-.venv/bin/fusevis}"

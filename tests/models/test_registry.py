@@ -9,9 +9,7 @@ from fusevis.models import REQUIRED_METADATA, get_entry, get_model, list_models,
 from fusevis.training.evaluate import ssim_scores
 
 PAPER_NETWORKS = ["FunFuseAn", "MaskNet", "DeepFuse", "DeepPedestrian"]
-# FunFuseAn's training diverges on this data (its max(h1, h2) / (h1 + h2) rule gives NaN on
-# the test pair's background), so no FunFuseAn weights ship yet; see the notes.
-SHIPPED = ["MaskNet", "DeepFuse", "DeepPedestrian"]
+SHIPPED = PAPER_NETWORKS
 
 
 def test_registry_lists_the_paper_networks() -> None:
@@ -48,8 +46,20 @@ def test_every_registered_weights_file_has_complete_metadata() -> None:
 
 
 def test_network_without_shipped_weights_says_so() -> None:
-    with pytest.raises(ModelError, match="FunFuseAn ships no pretrained weights; pass --weights"):
-        get_model("FunFuseAn")
+    from fusevis.models import registry
+
+    @registry.register_model("UntrainedConv", "A test network with no shipped weights.")
+    def untrained() -> torch.nn.Module:
+        return torch.nn.Conv2d(2, 1, 3, padding=1)
+
+    try:
+        with pytest.raises(
+            ModelError, match="UntrainedConv ships no pretrained weights; pass --weights"
+        ):
+            get_model("UntrainedConv")
+        assert get_model("UntrainedConv", weights=None) is not None
+    finally:
+        registry._REGISTRY.pop("UntrainedConv")
 
 
 def test_unknown_model_name() -> None:

@@ -61,6 +61,35 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path: Path) -> N
     assert losses(tmp_path / "split" / "loss.csv") == losses(tmp_path / "straight" / "loss.csv")
 
 
+class NaNEveryOtherCall(torch.nn.Module):
+    """A BatchNorm network whose output is NaN on every second forward pass."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(2, 1, 3, padding=1)
+        self.norm = torch.nn.BatchNorm2d(1)
+        self.calls = 0
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        x = torch.cat([a, b], 1)
+        if self.calls % 2 == 0:
+            x = x * float("nan")
+        return torch.tanh(self.norm(self.conv(x)))
+
+
+def test_skipped_nonfinite_steps_leave_batchnorm_statistics_finite(tmp_path: Path) -> None:
+    config = TrainConfig(
+        epochs=1, batch_size=2, crop=16, steps_per_epoch=6, seed=0, skip_nonfinite=True
+    )
+    model = NaNEveryOtherCall()
+    result = train(model, blobs(), tmp_path, config)
+    assert result["skipped_steps"] == 3
+    for name, buffer in model.named_buffers():
+        assert torch.isfinite(buffer.float()).all(), name
+    assert int(model.norm.num_batches_tracked) == 3
+
+
 def test_batches_are_random_crops_with_flips() -> None:
     data = blobs(count=3, size=20)
     config = TrainConfig(batch_size=5, crop=8)

@@ -21,6 +21,7 @@ from fusevis.saliency.tensors import (
 )
 
 Pixel = tuple[int, int]
+SparseRow = tuple[Window, "torch.Tensor | None"]  # a gradient and the window it covers
 
 
 class PixelJacobian:
@@ -126,27 +127,67 @@ class PixelJacobian:
         if (pixel is None) == (pixels is None):
             raise TypeError("give exactly one of pixel= or pixels=")
         chosen = [check_pixel(p, shape) for p in ([pixel] if pixel is not None else pixels)]
+        sparse = self._sparse_rows(items, chosen)
+        rows = [[_placed(x[0], part) for x, part in zip(items, row, strict=True)] for row in sparse]
+        if pixel is not None:
+            return tuple(r[None] for r in rows[0])
+        return tuple(torch.stack([r[k] for r in rows]) for k in range(len(items)))
+
+    def attribute_window(
+        self, inputs: torch.Tensor | Sequence[torch.Tensor], pixel: Pixel
+    ) -> tuple[Window, tuple[torch.Tensor, ...]]:
+        """Jacobian rows of one fused pixel, cut to the pixel's receptive-field window.
+
+        The same values as :meth:`attribute`, without building image-sized maps: what a
+        viewer sends per hover.
+
+        Returns
+        -------
+        (Window, tuple of torch.Tensor)
+            The window in image coordinates and, per input, a (C, h, w) tensor over it.
+        """
+        items = as_input_tuple(inputs)
+        shape = (int(items[0].shape[-2]), int(items[0].shape[-1]))
+        chosen = check_pixel(pixel, shape)
+        row = self._sparse_rows(items, [chosen])[0]
+        window = self.last_window
+        assert window is not None
+        crops = []
+        for x, (part_window, grad) in zip(items, row, strict=True):
+            crop = x.new_zeros((x.shape[1], *window.shape))
+            if grad is not None:
+                crop[
+                    :,
+                    part_window.top - window.top : part_window.bottom - window.top,
+                    part_window.left - window.left : part_window.right - window.left,
+                ] = grad
+            crops.append(crop)
+        return window, tuple(crops)
+
+    def _sparse_rows(
+        self, items: tuple[torch.Tensor, ...], chosen: list[Pixel]
+    ) -> list[list[SparseRow]]:
+        """Per pixel, per input: the window the gradient covers and the gradient there."""
+        shape = (int(items[0].shape[-2]), int(items[0].shape[-1]))
         locality = self.locality(items)
         with frozen_parameters(self.model), flushed_denormals():
             cone = self._cone_executor(len(items)) if locality.path == "crop" else None
             if locality.path == "full":
-                rows = [self._full_row(items, p) for p in chosen]
                 self._method = "full"
-            elif cone is not None:
+                return [self._full_row(items, p) for p in chosen]
+            if cone is not None:
+                self._method = "cone"
                 rows = [self._cone_row(cone, items, p) for p in chosen]
-                self.last_window = field_window(
+                last = field_window(
                     locality.field,
                     (chosen[-1][0], chosen[-1][0] + 1),
                     (chosen[-1][1], chosen[-1][1] + 1),
                     shape,
                 )
-                self._method = "cone"
-            else:
-                rows = self._crop_rows(items, chosen, locality.field, shape)
-                self._method = "crop"
-        if pixel is not None:
-            return tuple(r[None] for r in rows[0])
-        return tuple(torch.stack([r[k] for r in rows]) for k in range(len(items)))
+                self.last_window = _union([last, *(w for w, _ in rows[-1])])
+                return rows
+            self._method = "crop"
+            return self._crop_rows(items, chosen, locality.field, shape)
 
     def _crop_rows(
         self,
@@ -154,9 +195,9 @@ class PixelJacobian:
         chosen: list[Pixel],
         rf: ReceptiveField,
         shape: tuple[int, int],
-    ) -> list[list[torch.Tensor]]:
+    ) -> list[list[SparseRow]]:
         windows = [field_window(rf, (r, r + 1), (c, c + 1), shape) for r, c in chosen]
-        results: list[list[torch.Tensor] | None] = [None] * len(chosen)
+        results: list[list[SparseRow] | None] = [None] * len(chosen)
         groups: dict[tuple[int, int], list[int]] = {}
         for index, window in enumerate(windows):
             groups.setdefault(window.shape, []).append(index)
@@ -178,33 +219,22 @@ class PixelJacobian:
             )
             grads = torch.autograd.grad(targets.sum(), crops, allow_unused=True)
             for b, i in enumerate(indices):
-                window = windows[i]
-                row_slice, col_slice = window.as_slices()
-                placed = []
-                for x, grad in zip(items, grads, strict=True):
-                    full = torch.zeros_like(x[0])
-                    if grad is not None:
-                        full[..., row_slice, col_slice] = grad[b]
-                    placed.append(full)
-                results[i] = placed
+                results[i] = [(windows[i], None if grad is None else grad[b]) for grad in grads]
         self.last_window = windows[-1]
         return results  # type: ignore[return-value]
 
     def _cone_row(
         self, cone: ConeExecutor, items: tuple[torch.Tensor, ...], pixel: Pixel
-    ) -> list[torch.Tensor]:
+    ) -> list[SparseRow]:
         value, leaves, spans = cone.run(items, pixel)
         target = select_output(value[0][None, :, None, None], self.output_channel)[0, 0, 0]
         grads = torch.autograd.grad(target, leaves, allow_unused=True)
-        rows = []
-        for x, grad, span in zip(items, grads, spans, strict=True):
-            full = torch.zeros_like(x[0])
-            if grad is not None:
-                full[..., span.top : span.bottom, span.left : span.right] = grad[0]
-            rows.append(full)
-        return rows
+        return [
+            (Window(span.top, span.bottom, span.left, span.right), None if g is None else g[0])
+            for g, span in zip(grads, spans, strict=True)
+        ]
 
-    def _full_row(self, items: tuple[torch.Tensor, ...], pixel: Pixel) -> list[torch.Tensor]:
+    def _full_row(self, items: tuple[torch.Tensor, ...], pixel: Pixel) -> list[SparseRow]:
         key = tuple((x.data_ptr(), x._version, tuple(x.shape)) for x in items)
         if self._full_cache is None or self._full_cache[0] != key:
             leaves = tuple(x.detach().requires_grad_(True) for x in items)
@@ -216,7 +246,24 @@ class PixelJacobian:
         )
         shape = items[0].shape[-2:]
         self.last_window = Window(0, int(shape[0]), 0, int(shape[1]))
-        return [
-            torch.zeros_like(x[0]) if g is None else g[0]
-            for g, x in zip(grads, leaves, strict=True)
-        ]
+        return [(self.last_window, None if g is None else g[0]) for g in grads]
+
+
+
+def _placed(like: torch.Tensor, part: SparseRow) -> torch.Tensor:
+    """An image-sized map, zero except for the gradient placed at its window."""
+    window, grad = part
+    full = torch.zeros_like(like)
+    if grad is not None:
+        full[..., window.top : window.bottom, window.left : window.right] = grad
+    return full
+
+
+def _union(windows: list[Window]) -> Window:
+    """The smallest window holding all of ``windows``."""
+    return Window(
+        min(w.top for w in windows),
+        max(w.bottom for w in windows),
+        min(w.left for w in windows),
+        max(w.right for w in windows),
+    )

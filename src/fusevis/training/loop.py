@@ -129,6 +129,18 @@ def plot_history(csv_path: Path, png_path: Path) -> None:
 ProgressCallback = Callable[[int, int, dict[str, float]], None]
 
 
+def _buffer_snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Copy the model's buffers (BatchNorm running statistics) before a forward pass."""
+    return {name: buffer.detach().clone() for name, buffer in model.named_buffers()}
+
+
+def _restore_buffers(model: nn.Module, snapshot: dict[str, torch.Tensor]) -> None:
+    """Undo what a skipped step's forward pass wrote into the model's buffers."""
+    with torch.no_grad():
+        for name, buffer in model.named_buffers():
+            buffer.copy_(snapshot[name])
+
+
 def train(
     model: nn.Module,
     data: torch.Tensor,
@@ -184,6 +196,7 @@ def train(
                 for group in optimizer.param_groups:
                     group["lr"] = config.lr * 0.5 * (1 + math.cos(math.pi * progress_fraction))
             optimizer.zero_grad(set_to_none=True)
+            buffers = _buffer_snapshot(model) if config.skip_nonfinite else {}
             loss, terms = fusion_loss(model(x1, x2), x1, x2, config.loss)
             if not torch.isfinite(loss):
                 if not config.skip_nonfinite:
@@ -191,6 +204,7 @@ def train(
                         f"loss became {loss.item()} at epoch {epoch + 1}; lower --lr or "
                         "pass --skip-nonfinite"
                     )
+                _restore_buffers(model, buffers)
                 skipped += 1
                 continue
             last = terms
