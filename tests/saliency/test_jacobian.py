@@ -59,3 +59,21 @@ def test_cone_and_crop_agree(use_cone: bool) -> None:
     full = torch.autograd.grad(case.model(*xs)[0, 0, 5, 25], xs)
     for got, expected in zip(first, full, strict=True):
         torch.testing.assert_close(got, expected, atol=1e-12, rtol=1e-9)
+
+
+@pytest.mark.parametrize("name", ["MaskNet", "EncoderDecoder", "GlobalPool"])
+def test_attribute_window_is_the_full_row_cut_to_its_window(name: str) -> None:
+    from .conftest import make_case
+
+    case = make_case(name, (64, 60))
+    jacobian = PixelJacobian(case.model)
+    full = jacobian.attribute(case.inputs, pixel=(29, 3))
+    window, crops = jacobian.attribute_window(case.inputs, pixel=(29, 3))
+    assert window == jacobian.last_window
+    rows, cols = window.as_slices()
+    for row, crop in zip(full, crops, strict=True):
+        assert crop.shape == (row.shape[1], *window.shape)
+        torch.testing.assert_close(crop, row[0][:, rows, cols], rtol=0, atol=0)
+        outside = row.clone()
+        outside[..., rows, cols] = 0
+        assert float(outside.abs().max()) == 0.0
