@@ -17,12 +17,14 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from fusevis.cli.view import Host, NoBrowser, Port, build_viewer_data
 from fusevis.io import load_demo, save_image
 from fusevis.models.inference import as_tensors, minmax
 from fusevis.models.registry import get_entry, get_model, list_models
 from fusevis.saliency import PixelJacobian, SaliencyMaps, cached_maps
 from fusevis.saliency.tensors import forward_selected
 from fusevis.training.evaluate import ssim_scores
+from fusevis.viewer.server import serve
 
 
 def _shipped_models() -> list[str]:
@@ -112,19 +114,39 @@ def _guidance_figure(path: Path, name: str, maps: SaliencyMaps) -> None:
 
 def demo_command(
     name: Annotated[str, typer.Option(help="Demo set (see `fusevis data list`).")] = "mri-pet",
-    out: Annotated[Path, typer.Option(help="Folder for figures and fused images.")] = Path(
+    static: Annotated[
+        bool,
+        typer.Option("--static", help="Write figures and a table instead of opening the viewer."),
+    ] = False,
+    out: Annotated[Path, typer.Option(help="Folder for the --static figures.")] = Path(
         "demo-output"
     ),
     pixel: Annotated[tuple[int, int], typer.Option(help="Fused pixel to explain.")] = (110, 92),
     guidance_model: Annotated[
-        str, typer.Option(help="Network whose guidance maps are computed.")
+        str, typer.Option(help="Network whose guidance maps --static computes.")
     ] = "DeepFuse",
+    host: Host = "127.0.0.1",
+    port: Port = 8765,
+    no_browser: NoBrowser = False,
 ) -> None:
-    """Fuse a demo pair with every shipped network and explain it.
+    """Open the viewer on a demo pair with every shipped network (--static: figures).
 
-    Per-pixel Jacobians of one fused pixel for each network, guidance maps of one network
-    for every pixel, figures (overview.png, guidance.png) and a table.
+    The viewer starts with DeepFuse; switch networks or compare up to four side by side.
+    ``--static`` writes per-pixel Jacobians of one fused pixel for each network, guidance
+    maps of one network for every pixel, figures (overview.png, guidance.png) and a table.
     """
+    if static:
+        static_demo(name, out, pixel, guidance_model)
+        return
+    image_set = load_demo(name)
+    models = sorted(_shipped_models(), key=lambda n: n != "DeepFuse")
+    typer.echo(f"loading {', '.join(models)} on the {name} demo pair ...")
+    data = build_viewer_data(image_set, models)
+    serve(data, host=host, port=port, open_browser=not no_browser)
+
+
+def static_demo(name: str, out: Path, pixel: tuple[int, int], guidance_model: str) -> None:
+    """The figures-and-table demo (``fusevis demo --static``)."""
     image_set = load_demo(name)
     tensors = as_tensors(image_set.stack())
     out.mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,7 @@ from fusevis.cli.errors import guarded
 from fusevis.cli.fuse import fuse_command
 from fusevis.cli.saliency import guidance_command, saliency_command
 from fusevis.cli.train import train_command
+from fusevis.cli.view import view_command
 
 app = typer.Typer(
     name="fusevis",
@@ -27,6 +28,7 @@ app.command("demo")(demo_command)
 app.command("train")(train_command)
 app.command("saliency")(saliency_command)
 app.command("guidance")(guidance_command)
+app.command("view")(view_command)
 
 
 def _print_version(value: bool) -> None:

@@ -14,7 +14,7 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -75,6 +75,35 @@ class NpzCheckpoint:
     def clear(self) -> None:
         """Delete the checkpoint."""
         self.path.unlink(missing_ok=True)
+
+
+class StreamingCheckpoint:
+    """A checkpoint that also hands a copy of every partial result to a callback.
+
+    Lets a viewer show maps filling in while they are computed; saving is delegated.
+    """
+
+    def __init__(
+        self, inner: NpzCheckpoint, publish: Callable[[dict[str, np.ndarray]], None]
+    ) -> None:
+        self.inner = inner
+        self.publish = publish
+
+    def load(self) -> tuple[dict[str, np.ndarray], set[tuple[int, int]]] | None:
+        """What the wrapped checkpoint holds (also published, so a resume shows at once)."""
+        restored = self.inner.load()
+        if restored is not None:
+            self.publish({k: v.copy() for k, v in restored[0].items()})
+        return restored
+
+    def save(self, arrays: dict[str, np.ndarray], done: set[tuple[int, int]]) -> None:
+        """Save through the wrapped checkpoint and publish a copy."""
+        self.inner.save(arrays, done)
+        self.publish({k: v.copy() for k, v in arrays.items()})
+
+    def clear(self) -> None:
+        """Delete the wrapped checkpoint."""
+        self.inner.clear()
 
 
 class MapCache:
@@ -140,9 +169,13 @@ def cached_maps(
     influence: bool = False,
     cache: MapCache | None = None,
     locality: Locality | None = None,
+    on_partial: Callable[[dict[str, np.ndarray]], None] | None = None,
     **options: object,
 ) -> SaliencyMaps:
-    """:func:`compute_maps` through a :class:`MapCache`: reuse, resume, then store."""
+    """:func:`compute_maps` through a :class:`MapCache`: reuse, resume, then store.
+
+    ``on_partial`` receives copies of the partial arrays each time they are checkpointed.
+    """
     items = as_input_tuple(inputs)
     cache = cache or MapCache()
     method = {
@@ -155,7 +188,9 @@ def cached_maps(
     found = cache.get(key)
     if found is not None:
         return found
-    checkpoint = cache.checkpoint(key)
+    checkpoint: NpzCheckpoint | StreamingCheckpoint = cache.checkpoint(key)
+    if on_partial is not None:
+        checkpoint = StreamingCheckpoint(checkpoint, on_partial)
     maps = compute_maps(
         model, items, influence=influence, checkpoint=checkpoint, locality=locality, **options
     )  # type: ignore[arg-type]

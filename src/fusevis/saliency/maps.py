@@ -39,6 +39,15 @@ ProgressCallback = Callable[[int, int], None]
 CancelCheck = Callable[[], bool]
 
 
+def influence_shares(influence: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Each input's share of the total influence, I_k / Σ_j I_j (1/N where all are 0)."""
+    total = np.sum(influence, axis=0)
+    safe = np.where(total > 0, total, 1.0)
+    return [
+        np.where(total > 0, i / safe, 1.0 / len(influence)).astype(np.float32) for i in influence
+    ]
+
+
 @dataclass
 class SaliencyMaps:
     """Fused image, guidance maps and (optionally) influence maps of an image set.
@@ -67,14 +76,7 @@ class SaliencyMaps:
     @property
     def share(self) -> list[np.ndarray] | None:
         """Each input's share of the total influence, I_k / Σ_j I_j (1/N where all are 0)."""
-        if self.influence is None:
-            return None
-        total = np.sum(self.influence, axis=0)
-        count = len(self.influence)
-        safe = np.where(total > 0, total, 1.0)
-        return [
-            np.where(total > 0, i / safe, 1.0 / count).astype(np.float32) for i in self.influence
-        ]
+        return None if self.influence is None else influence_shares(self.influence)
 
     def guidance_2d(self, index: int) -> np.ndarray:
         """Guidance of input ``index`` as (H, W), summing channels for multi-channel inputs."""

@@ -1,0 +1,94 @@
+"""``fusevis view``: the interactive viewer in the browser."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from fusevis.errors import InputError
+from fusevis.io import ImageSet, load_images
+from fusevis.models.registry import resolve_model
+from fusevis.saliency import MapCache
+from fusevis.viewer.app import Opener
+from fusevis.viewer.engine import ViewerData
+from fusevis.viewer.server import serve
+
+Host = Annotated[
+    str,
+    typer.Option(
+        help="Address to listen on; anything but loopback requires the printed token URL."
+    ),
+]
+Port = Annotated[int, typer.Option(help="Port (0: any free port).")]
+NoBrowser = Annotated[
+    bool, typer.Option("--no-browser", help="Print the URL without opening a browser.")
+]
+
+
+def build_viewer_data(
+    image_set: ImageSet,
+    models: list[str],
+    weights: list[str] | None = None,
+    cache: Path | None = None,
+    compute_maps: bool = True,
+) -> ViewerData:
+    """Load the named models (with weights matched by position) onto an image set."""
+    weights = list(weights or [])
+    if len(weights) > len(models):
+        raise InputError(None, f"{len(weights)} --weights for {len(models)} --model")
+    loaded = {}
+    for index, spec in enumerate(models):
+        chosen = weights[index] if index < len(weights) else "DEFAULT"
+        name = spec.rsplit(":", 1)[-1] if ":" in spec else spec
+        if name in loaded:
+            name = f"{name}-{index + 1}"
+        loaded[name] = resolve_model(spec, chosen)
+    return ViewerData(image_set, loaded, MapCache(cache) if cache else None, compute_maps)
+
+
+def opener_for(color: str, normalize: str, cache: Path | None) -> Opener:
+    """The ``/open`` route's loader: input paths and model names to new viewer data."""
+
+    def open_inputs(inputs: list[str], models: list[str]) -> ViewerData:
+        missing = [p for p in inputs if not Path(p).exists()]
+        if missing:
+            raise InputError(missing[0], "no such file")
+        image_set = load_images([Path(p) for p in inputs], color=color, normalize=normalize)  # type: ignore[arg-type]
+        return build_viewer_data(image_set, models, cache=cache)
+
+    return open_inputs
+
+
+def view_command(
+    inputs: Annotated[list[Path], typer.Argument(help="Registered input images, input 1 first.")],
+    model: Annotated[
+        list[str],
+        typer.Option(
+            "--model", "-m", help="Network to show; repeat to compare (2-4 side by side)."
+        ),
+    ],
+    weights: Annotated[
+        list[str] | None,
+        typer.Option("--weights", "-w", help="Weights for the --model in the same position."),
+    ] = None,
+    host: Host = "127.0.0.1",
+    port: Port = 8765,
+    no_browser: NoBrowser = False,
+    color: Annotated[str, typer.Option(help="gray (the paper) or ycbcr.")] = "gray",
+    normalize: Annotated[str, typer.Option(help="minmax, percentile or none.")] = "minmax",
+    cache: Annotated[
+        Path | None, typer.Option(help="Folder caching guidance maps (default $FUSEVIS_CACHE).")
+    ] = None,
+) -> None:
+    """Open the interactive viewer: hover a fused pixel to see its exact saliency maps."""
+    image_set = load_images(inputs, color=color, normalize=normalize)  # type: ignore[arg-type]
+    data = build_viewer_data(image_set, model, weights, cache)
+    serve(
+        data,
+        host=host,
+        port=port,
+        open_browser=not no_browser,
+        opener=opener_for(color, normalize, cache),
+    )
