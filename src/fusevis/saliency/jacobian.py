@@ -249,7 +249,6 @@ class PixelJacobian:
         return [(self.last_window, None if g is None else g[0]) for g in grads]
 
 
-
 def _placed(like: torch.Tensor, part: SparseRow) -> torch.Tensor:
     """An image-sized map, zero except for the gradient placed at its window."""
     window, grad = part

@@ -129,7 +129,7 @@ class ViewerData:
         Must run on the engine thread (see :meth:`submit`).
         """
         row, col = check_pixel(pixel, self.shape)
-        self._last_hover = time.monotonic()
+        began = self._last_hover = time.monotonic()
         header: dict[str, Any] = {"kind": "pixel", "pixel": [row, col], "models": {}}
         arrays: dict[str, np.ndarray] = {}
         for name in names:
@@ -151,6 +151,7 @@ class ViewerData:
             for k, values in enumerate(rows):
                 arrays[f"{name}/jacobian_{k}"] = values
         self._last_hover = time.monotonic()
+        header["compute_ms"] = (self._last_hover - began) * 1e3
         return header, arrays
 
     def full_jacobians(self, name: str, pixel: tuple[int, int]) -> list[np.ndarray]:
@@ -185,9 +186,9 @@ class ViewerData:
         with self._wake:
             self._closed = True
             self._wake.notify()
-        self._engine.shutdown(wait=False, cancel_futures=True)
         if self._worker is not threading.current_thread():
             self._worker.join(timeout=60)  # a running pass finishes, then it stops
+        self._engine.shutdown(wait=True, cancel_futures=True)
 
     def _emit(self, name: str, kind: str, event: dict[str, Any]) -> None:
         with self._lock:

@@ -55,7 +55,7 @@ class ViewerState:
     pixel: tuple[int, int] = (0, 0)
     pinned: bool = False
     gamma_guidance: float = 1.0
-    gamma_jacobian: float = 1.0
+    gamma_jacobian: float = 0.5
     map_kind: str = "guidance"
 
     def __post_init__(self) -> None:

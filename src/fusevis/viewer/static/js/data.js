@@ -33,7 +33,7 @@ export class Store {
     this.models = {};           // name -> {radius, method, fused, maps: {kind: {...}}}
     this.pixelFrame = null;     // the latest painted pixel answer
     this.selection = null;      // Uint8Array mask of brushed / drawn pixels
-    this.gamma = { guidance: 1, jacobian: 1 };
+    this.gamma = { guidance: 1, jacobian: 0.5 };
   }
 
   get shape() { return this.state ? this.state.shape : [0, 0]; }

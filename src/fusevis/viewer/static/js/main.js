@@ -12,7 +12,7 @@ let paintedSeq = -1;
 let lastHover = null;
 const sentAt = new Map();
 const hook = {
-  store, latencies: [], stale: 0, paintedSeq: -1, ready: false, painted: 0,
+  store, latencies: [], computeMs: [], renderMs: [], stale: 0, paintedSeq: -1, ready: false, painted: 0,
   get sent() { return connection.sent; },
 };
 window.fusevis = hook;
@@ -37,6 +37,7 @@ function onFrame({ header, arrays }) {
   } else if (header.kind === "pixel") {
     if (header.seq < paintedSeq) { hook.stale += 1; return; }
     paintedSeq = header.seq;
+    const renderStart = performance.now();
     store.pixelFrame = { header, arrays };
     store.state.pixel = header.pixel;
     store.state.pinned = header.pinned;
@@ -44,7 +45,9 @@ function onFrame({ header, arrays }) {
     drawAll();
     renderReadout();
     hook.paintedSeq = paintedSeq;
+    hook.renderMs.push(performance.now() - renderStart);
     hook.lastPixel = { header, arrays };
+    hook.computeMs.push(header.compute_ms);
     const started = sentAt.get(header.seq);
     requestAnimationFrame(() => {
       hook.painted += 1;
@@ -76,7 +79,9 @@ function buildControls() {
     }));
   }
   select.value = state.active;
-  for (const box of document.querySelectorAll("#compare-boxes input")) box.checked = state.compare.includes(box.value);
+  if (state.compare.length) {
+    for (const box of document.querySelectorAll("#compare-boxes input")) box.checked = state.compare.includes(box.value);
+  }
   for (const radio of document.querySelectorAll("input[name=map-kind]")) radio.checked = radio.value === state.map_kind;
 }
 
@@ -238,7 +243,6 @@ function renderStatic() {
 function renderJacobians() {
   const frame = store.pixelFrame;
   if (!frame) return;
-  const [, w] = store.shape;
   const range = store.sharedJacobianRange();
   const gamma = store.gamma.jacobian;
   for (const { panel, kind, model, k } of panels) {
@@ -246,13 +250,8 @@ function renderJacobians() {
     const info = frame.header.models[model];
     const values = frame.arrays[`${model}/jacobian_${k}`];
     if (!info || !values) continue;
-    const [top, bottom, left, right] = info.window;
-    const ww = right - left;
-    panel.paint(store.shape, (i) => {
-      const r = (i / w) | 0, c = i - r * w;
-      if (r < top || r >= bottom || c < left || c >= right) return [0, 0, 0];
-      return signedColour(values.data[(r - top) * ww + (c - left)] / range, gamma);
-    });
+    const ww = info.window[3] - info.window[2];
+    panel.paintWindow(store.shape, info.window, (r, c) => signedColour(values.data[r * ww + c] / range, gamma));
     panel.colorbar.update(range, gamma);
   }
 }

@@ -13,6 +13,21 @@ export function shareColour(v, gamma) {
 }
 
 const MARKER = "#ff2020";
+let overlayCache = { selection: null, canvas: null };
+
+/** A translucent magenta canvas over the selected pixels (built once per selection). */
+function selectionOverlay(selection, w, h) {
+  if (overlayCache.selection !== selection) {
+    const canvas = document.createElement("canvas");
+    canvas.width = w;
+    canvas.height = h;
+    const image = new ImageData(w, h);
+    for (let i = 0; i < selection.length; i++) if (selection[i]) image.data.set([255, 0, 255, 90], 4 * i);
+    canvas.getContext("2d").putImageData(image, 0, 0);
+    overlayCache = { selection, canvas };
+  }
+  return overlayCache.canvas;
+}
 
 /** An image panel: title, native-resolution canvas, zoom of the field window, colour bar. */
 export class Panel {
@@ -60,18 +75,41 @@ export class Panel {
     this.image = image;
   }
 
+  /**
+   * Paint only a window (values elsewhere are zero, drawn black): the previous window is
+   * cleared and the new one filled, so the cost follows the field, not the image.
+   */
+  paintWindow(shape, [top, bottom, left, right], colourAt) {
+    const [h, w] = shape;
+    if (!this.image || this.image.width !== w || this.image.height !== h) {
+      this.canvas.width = w;
+      this.canvas.height = h;
+      this.image = new ImageData(w, h);
+      for (let i = 3; i < this.image.data.length; i += 4) this.image.data[i] = 255;
+      this.window = null;
+    }
+    const px = this.image.data;
+    if (this.window) {
+      const [t, b, l, r] = this.window;
+      for (let row = t; row < b; row++) px.fill(0, 4 * (row * w + l), 4 * (row * w + r));
+      for (let row = t; row < b; row++) for (let col = l; col < r; col++) px[4 * (row * w + col) + 3] = 255;
+    }
+    for (let row = top; row < bottom; row++) {
+      for (let col = left; col < right; col++) {
+        const [red, green, blue] = colourAt(row - top, col - left);
+        const i = 4 * (row * w + col);
+        px[i] = red; px[i + 1] = green; px[i + 2] = blue;
+      }
+    }
+    this.window = [top, bottom, left, right];
+  }
+
   /** Draw the painted image, the selection tint, the red pixel marker and the zoom. */
   draw(pixel, window, selection) {
     if (!this.image) return;
     const context = this.canvas.getContext("2d");
     context.putImageData(this.image, 0, 0);
-    if (selection) {
-      context.fillStyle = "rgba(255, 0, 255, 0.35)";
-      const w = this.image.width;
-      for (let i = 0; i < selection.length; i++) {
-        if (selection[i]) context.fillRect(i % w, Math.floor(i / w), 1, 1);
-      }
-    }
+    if (selection) context.drawImage(selectionOverlay(selection, this.image.width, this.image.height), 0, 0);
     context.strokeStyle = MARKER;
     context.lineWidth = 1;
     context.strokeRect(pixel[1] - 2.5, pixel[0] - 2.5, 6, 6);

@@ -1,0 +1,175 @@
+"""The viewer in Debian's Chromium, driven by Playwright, against a real loopback server."""
+
+import math
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fusevis.viewer.engine import ViewerData
+from fusevis.viewer.server import RunningViewer, start_in_thread
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+
+LAUNCH_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update"]
+
+
+@pytest.fixture(scope="module")
+def server(demo_data: ViewerData) -> Iterator[RunningViewer]:
+    running = start_in_thread(demo_data)
+    yield running
+    running.server.should_exit = True
+    running.thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def browser(chromium_path: Path) -> Iterator[object]:
+    with playwright_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=str(chromium_path), headless=True, args=LAUNCH_ARGS
+        )
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser: object, server: RunningViewer) -> Iterator[object]:
+    context = browser.new_context(viewport={"width": 1300, "height": 1150})
+    opened = context.new_page()
+    errors: list[str] = []
+    opened.on("pageerror", lambda error: errors.append(str(error)))
+    opened.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    opened.goto(server.url)
+    opened.wait_for_function("window.fusevis && window.fusevis.ready", timeout=30_000)
+    yield opened
+    context.close()
+    assert not errors, errors
+
+
+def fused_canvas_point(page: object, row: int, col: int) -> tuple[float, float]:
+    """Whole-number screen coordinates inside an image pixel of the fused panel.
+
+    Chromium reports mouse positions in whole CSS pixels, so the point is rounded up to one
+    that still falls inside the wanted image pixel (the panel shows one pixel per CSS px).
+    """
+    box = page.locator("canvas[aria-label^='fused']").bounding_box()
+    assert box["width"] == 256 and box["height"] == 256
+    return math.ceil(box["x"] + col), math.ceil(box["y"] + row)
+
+
+def hover(page: object, row: int, col: int) -> dict:
+    before = page.evaluate("window.fusevis.painted")
+    page.mouse.move(*fused_canvas_point(page, row, col))
+    page.wait_for_function(
+        f"window.fusevis.painted > {before} && "
+        f"window.fusevis.store.state.pixel.join() === '{row},{col}'",
+        timeout=15_000,
+    )
+    return page.evaluate("window.fusevis.store.state")
+
+
+def canvas_pixels(page: object, label: str) -> np.ndarray:
+    data = page.evaluate(
+        """(label) => {
+            const c = document.querySelector(`canvas[aria-label='${label}']`);
+            return Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data);
+        }""",
+        label,
+    )
+    return np.array(data, np.uint8).reshape(256, 256, 4)
+
+
+def test_hover_draws_the_jacobians_the_engine_computes(page: object, demo_data: ViewerData) -> None:
+    state = hover(page, 120, 100)
+    assert state["pixel"] == [120, 100] and not state["pinned"]
+    held = page.evaluate(
+        """() => {
+            const f = window.fusevis.lastPixel;
+            const info = f.header.models['DeepFuse'];
+            return {window: info.window, j0: Array.from(f.arrays['DeepFuse/jacobian_0'].data),
+                    j1: Array.from(f.arrays['DeepFuse/jacobian_1'].data)};
+        }"""
+    )
+    top, bottom, left, right = held["window"]
+    rows = demo_data.sessions["DeepFuse"].jacobian.attribute(demo_data.tensors, pixel=(120, 100))
+    for k in range(2):
+        expected = rows[k][0, 0, top:bottom, left:right].numpy()
+        got = np.array(held[f"j{k}"], np.float32).reshape(expected.shape)
+        np.testing.assert_allclose(got, expected, atol=1e-7, rtol=0)
+    panel = canvas_pixels(page, "J1 (DeepFuse)")
+    inside = panel[top:bottom, left:right, :3].astype(int).sum()
+    assert inside > 0, "the Jacobian window was not drawn"
+    outside = panel[:, :, :3].astype(int).copy()
+    outside[top - 3 : bottom + 3, left - 3 : right + 3] = 0
+    assert outside.sum() == 0, "the J panel shows values outside the receptive field"
+    readout = page.locator("#readout").inner_text()
+    assert "pixel (row 120, col 100)" in readout and "DeepFuse: fused" in readout
+
+
+def test_gamma_slider_recolours_without_a_server_message(page: object) -> None:
+    hover(page, 60, 130)
+    frames_sent: list[str] = []
+    page.on("websocket", lambda ws: ws.on("framesent", frames_sent.append))
+    sent_before = page.evaluate("window.fusevis.sent")
+    before = canvas_pixels(page, "J1 (DeepFuse)")
+    page.locator("#gamma-jacobian").fill("0.3")
+    page.wait_for_function("document.querySelector('#gamma-jacobian-value').textContent === '0.30'")
+    after = canvas_pixels(page, "J1 (DeepFuse)")
+    assert np.abs(after.astype(int) - before.astype(int)).sum() > 0
+    assert page.evaluate("window.fusevis.sent") == sent_before
+    assert frames_sent == []
+
+
+def test_pin_and_arrow_key_move_the_pixel_by_one(page: object) -> None:
+    hover(page, 80, 80)
+    x, y = fused_canvas_point(page, 80, 80)
+    page.mouse.click(x, y)
+    page.wait_for_function("window.fusevis.store.state.pinned === true")
+    before = page.evaluate("window.fusevis.painted")
+    page.keyboard.press("ArrowRight")
+    page.wait_for_function(
+        f"window.fusevis.painted > {before} && window.fusevis.store.state.pixel.join() === '80,81'"
+    )
+    page.keyboard.press("ArrowDown")
+    page.wait_for_function("window.fusevis.store.state.pixel.join() === '81,81'")
+    page.mouse.move(x + 40, y + 40)  # pinned: hovering elsewhere changes nothing
+    page.wait_for_timeout(300)
+    assert page.evaluate("window.fusevis.store.state.pixel") == [81, 81]
+
+
+def test_region_and_brush_selections_link_images_and_scatter(page: object) -> None:
+    hover(page, 127, 126)
+    page.wait_for_function(
+        "window.fusevis.store.shownMaps('DeepFuse')[0] !== null", timeout=120_000
+    )
+    x0, y0 = fused_canvas_point(page, 100, 100)
+    x1, y1 = fused_canvas_point(page, 109, 104)
+    page.keyboard.down("Shift")
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    page.mouse.move(x1, y1)
+    page.mouse.up()
+    page.keyboard.up("Shift")
+    assert page.evaluate("window.fusevis.selectionCount") == 10 * 5
+    box = page.locator("canvas.scatter").bounding_box()
+    page.mouse.move(box["x"] + 2, box["y"] + 2)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] - 2, box["y"] + box["height"] - 2)
+    page.mouse.up()
+    assert page.evaluate("window.fusevis.selectionCount") > 1000
+
+
+def test_side_by_side_and_screenshot_of_the_whole_tool(page: object, artifacts: Path) -> None:
+    page.wait_for_function(
+        "window.fusevis.store.model('DeepFuse').maps.guidance?.finished === true", timeout=240_000
+    )
+    hover(page, 110, 92)
+    page.screenshot(path=str(artifacts / "viewer.png"), full_page=True)
+    page.locator("#compare-boxes input[value='DeepFuse']").check()
+    page.locator("#compare-boxes input[value='MaskNet']").check()
+    page.wait_for_function("window.fusevis.store.state.in_view.length === 2")
+    page.wait_for_function("Object.keys(window.fusevis.lastPixel.header.models).length === 2")
+    assert page.locator("canvas[aria-label='MaskNet J2']").count() == 1
+    page.screenshot(path=str(artifacts / "viewer-side-by-side.png"), full_page=True)
+    assert (artifacts / "viewer.png").stat().st_size > 50_000
