@@ -81,10 +81,17 @@ def view_command(
     cache: Annotated[
         Path | None, typer.Option(help="Folder caching guidance maps (default $FUSEVIS_CACHE).")
     ] = None,
+    maps: Annotated[
+        bool,
+        typer.Option(
+            "--maps/--no-maps",
+            help="Compute guidance maps in the background (--no-maps: per-pixel Jacobians only).",
+        ),
+    ] = True,
 ) -> None:
     """Open the interactive viewer: hover a fused pixel to see its exact saliency maps."""
     image_set = load_images(inputs, color=color, normalize=normalize)  # type: ignore[arg-type]
-    data = build_viewer_data(image_set, model, weights, cache)
+    data = build_viewer_data(image_set, model, weights, cache, compute_maps=maps)
     serve(
         data,
         host=host,
