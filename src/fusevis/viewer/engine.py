@@ -91,12 +91,16 @@ class ViewerData:
         self.shape = (int(self.tensors[0].shape[-2]), int(self.tensors[0].shape[-1]))
         self.cache = cache or MapCache()
         self.compute_maps = compute_maps
+        for model in models.values():
+            check_input_count(model, len(self.tensors))
         self._engine = ThreadPoolExecutor(1, thread_name_prefix="fusevis-engine")
         self.sessions: dict[str, ModelSession] = {}
-        for name, model in models.items():
-            check_input_count(model, len(self.tensors))
-            model.eval()
-            self.sessions[name] = self._run(self._open_session, name, model)
+        try:
+            for name, model in models.items():
+                self.sessions[name] = self._run(self._open_session, name, model.eval())
+        except BaseException:
+            self._engine.shutdown(wait=False)
+            raise
         self._listeners: list[Listener] = []
         self._lock = threading.Lock()
         self._jobs: list[tuple[str, str]] = []
