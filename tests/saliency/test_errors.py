@@ -50,5 +50,18 @@ def test_mismatched_input_sizes_and_nan() -> None:
         guidance_maps(DeepFuse().eval(), (bad, torch.rand(1, 1, 20, 20)))
 
 
+def test_nan_written_into_inputs_checked_before_is_still_caught() -> None:
+    jacobian = PixelJacobian(DeepFuse().eval())
+    a, b = torch.rand(1, 1, 20, 20), torch.rand(1, 1, 20, 20)
+    jacobian.attribute((a, b), pixel=(2, 2))  # checked and remembered
+    a[0, 0, 7, 7] = float("nan")  # in place: the version counter moves
+    with pytest.raises(InputError, match="input 1: contains NaN"):
+        jacobian.attribute((a, b), pixel=(2, 2))
+    view = b[0]
+    view[0, 1, 1] = float("inf")  # through a view: the base's version moves too
+    with pytest.raises(InputError, match="input 2: contains NaN or infinite"):
+        jacobian.attribute((torch.rand(1, 1, 20, 20), b), pixel=(2, 2))
+
+
 def test_errors_are_fusevis_errors() -> None:
     assert issubclass(InputError, FuseVisError) and issubclass(ModelError, FuseVisError)

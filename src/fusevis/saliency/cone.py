@@ -44,6 +44,10 @@ class Span:
             self.right + after[1],
         )
 
+    def shift(self, rows: int, cols: int) -> Span:
+        """Move by (rows, cols)."""
+        return Span(self.top + rows, self.bottom + rows, self.left + cols, self.right + cols)
+
     def clip(self, height: int, width: int) -> Span:
         """Intersect with the image."""
         return Span(
@@ -81,6 +85,9 @@ def _check_conv(conv: nn.Module) -> None:
         raise ConeUnsupported(f"{type(conv).__name__} with stride or non-zero padding mode")
 
 
+ORIGIN = (0, 0)
+
+
 class ConeExecutor:
     """Runs a traced stride-1 convolutional network over one pixel's cone.
 
@@ -95,6 +102,8 @@ class ConeExecutor:
         except Exception as error:  # noqa: BLE001
             raise ConeUnsupported(str(error)) from None
         self.nodes = list(self.graph_module.graph.nodes)
+        self._template: dict[torch.fx.Node, Span] | None = None
+        self._template_extent = Span(0, 0, 0, 0)
         self.num_inputs = num_inputs
         self.modules = dict(self.graph_module.named_modules())
         placeholders = [n for n in self.nodes if n.op == "placeholder"]
@@ -129,8 +138,34 @@ class ConeExecutor:
         raise ConeUnsupported(f"{node.op} {node.target}")
 
     def plan(self, pixel: tuple[int, int], shape: tuple[int, int]) -> dict[torch.fx.Node, Span]:
-        """The span every node must provide for ``pixel`` (already clipped to the image)."""
-        height, width = shape
+        """The span every node must provide for ``pixel`` (already clipped to the image).
+
+        Away from the border no span is clipped, so the plan is the plan of pixel (0, 0) on
+        an unbounded image, shifted: that template is made once and reused.
+        """
+        if self._template is None:
+            self._template = self._plan(ORIGIN, None)
+            spans = self._template.values()
+            self._template_extent = Span(
+                min(s.top for s in spans),
+                max(s.bottom for s in spans),
+                min(s.left for s in spans),
+                max(s.right for s in spans),
+            )
+        row, col = pixel
+        extent = self._template_extent
+        if (
+            row + extent.top >= 0
+            and col + extent.left >= 0
+            and row + extent.bottom <= shape[0]
+            and col + extent.right <= shape[1]
+        ):
+            return {node: span.shift(row, col) for node, span in self._template.items()}
+        return self._plan(pixel, shape)
+
+    def _plan(
+        self, pixel: tuple[int, int], shape: tuple[int, int] | None
+    ) -> dict[torch.fx.Node, Span]:
         demand: dict[torch.fx.Node, Span] = {}
         output = next(n for n in reversed(self.nodes) if n.op == "output")
         target = Span(pixel[0], pixel[0] + 1, pixel[1], pixel[1] + 1)
@@ -140,7 +175,9 @@ class ConeExecutor:
             if node not in demand or node.op == "output":
                 continue
             before, after = self._reach(node)
-            needed = demand[node].grow(before, after).clip(height, width)
+            needed = demand[node].grow(before, after)
+            if shape is not None:
+                needed = needed.clip(*shape)
             for arg in node.all_input_nodes:
                 demand[arg] = needed.union(demand.get(arg))
         return demand

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
@@ -14,6 +15,30 @@ from fusevis.models.inference import run_model
 OutputChannel = int | str  # an index, or "luminance" for RGB outputs
 
 LUMA = (0.299, 0.587, 0.114)
+
+
+_FINITE_CHECKED: dict[int, tuple[weakref.ref, int]] = {}
+
+
+def _all_finite(tensor: torch.Tensor) -> bool:
+    """``isfinite(tensor).all()``, remembered while the tensor lives and is not modified.
+
+    A viewer asks for many pixels of the same inputs; checking a 1024² pair costs more than
+    computing one pixel, so a tensor checked before (same object, same version counter,
+    which every in-place change bumps) is not checked again.
+    """
+    entry = _FINITE_CHECKED.get(id(tensor))
+    if entry is not None and entry[0]() is tensor and entry[1] == tensor._version:
+        return True
+    if not bool(torch.isfinite(tensor).all()):
+        return False
+    if len(_FINITE_CHECKED) > 256:
+        for key in [k for k, (ref, _) in _FINITE_CHECKED.items() if ref() is None]:
+            del _FINITE_CHECKED[key]
+        if len(_FINITE_CHECKED) > 256:
+            _FINITE_CHECKED.clear()
+    _FINITE_CHECKED[id(tensor)] = (weakref.ref(tensor), tensor._version)
+    return True
 
 
 def as_input_tuple(inputs: torch.Tensor | Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:
@@ -33,7 +58,7 @@ def as_input_tuple(inputs: torch.Tensor | Sequence[torch.Tensor]) -> tuple[torch
                 f"input {index + 1}",
                 f"expected (1, C, H, W), (C, H, W) or (H, W), got {tuple(item.shape)}",
             )
-        if not torch.isfinite(tensor).all():
+        if not _all_finite(item):
             raise InputError(f"input {index + 1}", "contains NaN or infinite values")
         shaped.append(tensor)
     size = shaped[0].shape[-2:]
