@@ -11,6 +11,7 @@ from fusevis.cli import data
 from fusevis.cli.demo import demo_command
 from fusevis.cli.errors import guarded
 from fusevis.cli.fuse import fuse_command
+from fusevis.cli.report import report_command
 from fusevis.cli.saliency import guidance_command, saliency_command
 from fusevis.cli.train import train_command
 from fusevis.cli.view import view_command
@@ -29,6 +30,7 @@ app.command("train")(train_command)
 app.command("saliency")(saliency_command)
 app.command("guidance")(guidance_command)
 app.command("view")(view_command)
+app.command("report")(report_command)
 
 
 def _print_version(value: bool) -> None:
