@@ -8,6 +8,7 @@ import typer
 
 from fusevis import __version__
 from fusevis.cli import data
+from fusevis.cli.analyze import analyze_command
 from fusevis.cli.demo import demo_command
 from fusevis.cli.errors import guarded
 from fusevis.cli.fuse import fuse_command
@@ -31,6 +32,7 @@ app.command("saliency")(saliency_command)
 app.command("guidance")(guidance_command)
 app.command("view")(view_command)
 app.command("report")(report_command)
+app.command("analyze")(analyze_command)
 
 
 def _print_version(value: bool) -> None:

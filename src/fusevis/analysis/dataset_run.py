@@ -1,0 +1,203 @@
+"""``fusevis analyze``: every image set × every network of a dataset, on Dask.
+
+Each (image set, network) pair is one Dask task that writes its own Zarr group
+``<set>/<network>`` (fused image, guidance maps, influence shares, metrics as attributes)
+and marks it ``complete`` last. A rerun skips complete groups and redoes the rest, so an
+interrupted run resumes. A summary table of the metrics goes beside the store as CSV and
+Parquet.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import zarr
+
+from fusevis.errors import FuseVisError
+
+COMPLETE = "complete"
+
+
+@dataclass(frozen=True)
+class Job:
+    """One image set with one network; everything a worker needs, as plain values."""
+
+    set_name: str
+    paths: tuple[str, ...]
+    network: str
+    spec: str
+    weights: str
+    store: str
+    influence: bool
+    threads: int
+
+
+def summary_paths(store: Path) -> tuple[Path, Path]:
+    """The CSV and Parquet summaries beside ``store`` (``runs.zarr`` → ``runs.csv``)."""
+    base = store.with_suffix("") if store.suffix == ".zarr" else store
+    return base.with_name(base.name + ".csv"), base.with_name(base.name + ".parquet")
+
+
+def group_name(set_name: str, network: str) -> str:
+    """The Zarr group of one image set and network."""
+    return f"{set_name}/{network}"
+
+
+def is_complete(store: Path, group: str) -> bool:
+    """True when ``group`` exists in ``store`` and was marked complete."""
+    try:
+        return bool(zarr.open_group(store / group, mode="r").attrs.get(COMPLETE, False))
+    except (FileNotFoundError, zarr.errors.GroupNotFoundError, ValueError, KeyError):
+        return False
+
+
+def run_job(job: Job) -> dict[str, object]:
+    """Compute one group on a worker and write it; returns its summary row."""
+    import torch
+
+    from fusevis.analysis.results import analyse_set
+    from fusevis.io import load_images
+    from fusevis.models.registry import resolve_model
+
+    torch.set_num_threads(max(1, job.threads))
+    image_set = load_images([Path(p) for p in job.paths], name=job.set_name)
+    model = resolve_model(job.spec, job.weights)
+    result = analyse_set(model, image_set, influence=job.influence)
+    path = Path(job.store) / group_name(job.set_name, job.network)
+    if path.exists():
+        shutil.rmtree(path)  # a group left incomplete by an interrupted run
+    group = zarr.open_group(path, mode="w")
+    group.create_array("fused", data=result.fused)
+    for k, guidance in enumerate(result.guidance):
+        group.create_array(f"guidance_{k}", data=guidance)
+    for k, share in enumerate(result.share or []):
+        group.create_array(f"influence_share_{k}", data=share)
+    row: dict[str, object] = {"set": job.set_name, "network": job.network, **result.metrics}
+    finished = datetime.datetime.now(datetime.UTC).isoformat()
+    group.attrs.update(
+        {"metrics": result.metrics, "inputs": list(job.paths), "computed_at": finished}
+    )
+    group.attrs[COMPLETE] = True  # last: a group without it is redone
+    return row
+
+
+def collect_summary(store: Path, jobs: Sequence[Job]) -> pd.DataFrame:
+    """The metrics of every complete group, one row per (set, network), in job order."""
+    rows = []
+    for job in jobs:
+        group_path = store / group_name(job.set_name, job.network)
+        if not is_complete(store, group_name(job.set_name, job.network)):
+            continue
+        attrs = zarr.open_group(group_path, mode="r").attrs
+        rows.append({"set": job.set_name, "network": job.network, **attrs["metrics"]})
+    return pd.DataFrame(rows)
+
+
+def plan_jobs(
+    data: Path,
+    modalities: Sequence[str],
+    models: Sequence[str],
+    weights: Sequence[str],
+    store: Path,
+    influence: bool,
+    threads: int,
+) -> list[Job]:
+    """One job per image set and network of the dataset."""
+    from fusevis.io.dataset import PairedDataset
+
+    dataset = PairedDataset(data, modalities)
+    names = [m.rsplit(":", 1)[-1] for m in models]
+    if len(set(names)) != len(names):
+        raise FuseVisError(f"networks named twice: {', '.join(names)}")
+    if len(weights) > len(models):
+        raise FuseVisError(f"{len(weights)} --weights for {len(models)} --model")
+    chosen = list(weights) + ["DEFAULT"] * (len(models) - len(weights))
+    return [
+        Job(
+            set_name=dataset.names[index],
+            paths=tuple(str(p.resolve()) for p in dataset.paths(index)),
+            network=name,
+            spec=spec,
+            weights=weight,
+            store=str(store.resolve()),
+            influence=influence,
+            threads=threads,
+        )
+        for index in range(len(dataset))
+        for name, spec, weight in zip(names, models, chosen, strict=True)
+    ]
+
+
+def analyze(
+    data: Path,
+    modalities: Sequence[str],
+    models: Sequence[str],
+    store: Path,
+    weights: Sequence[str] = (),
+    influence: bool = False,
+    workers: int = 2,
+    scheduler: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> pd.DataFrame:
+    """Run every missing (set, network) group on Dask and write the summary tables.
+
+    Parameters
+    ----------
+    scheduler : str, optional
+        ``tcp://HOST:PORT`` of an existing cluster; default a ``LocalCluster`` of
+        ``workers`` single-threaded worker processes on this machine.
+    progress : callable(done, total), optional
+        Called as groups finish (groups complete before the run count as done).
+    """
+    from distributed import Client, LocalCluster, as_completed
+
+    threads = max(1, (os.cpu_count() or 1) // max(1, workers))
+    jobs = plan_jobs(data, modalities, models, weights, store, influence, threads)
+    root = zarr.open_group(store, mode="a")
+    for name in dict.fromkeys(job.set_name for job in jobs):
+        root.require_group(name)
+    pending = [j for j in jobs if not is_complete(store, group_name(j.set_name, j.network))]
+    done = len(jobs) - len(pending)
+    if progress is not None:
+        progress(done, len(jobs))
+    if pending:
+        if scheduler:
+            client = Client(scheduler)
+            cluster = None
+        else:
+            cluster = LocalCluster(
+                n_workers=workers,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+            )
+            client = Client(cluster)
+        try:
+            futures = client.map(run_job, pending, pure=False)
+            for future in as_completed(futures):
+                future.result()
+                done += 1
+                if progress is not None:
+                    progress(done, len(jobs))
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+    summary = collect_summary(store, jobs)
+    csv_path, parquet_path = summary_paths(store)
+    summary.to_csv(csv_path, index=False)
+    summary.to_parquet(parquet_path, index=False)
+    return summary
+
+
+def group_arrays(store: Path, set_name: str, network: str) -> dict[str, np.ndarray]:
+    """The arrays of one complete group (for tests and users)."""
+    group = zarr.open_group(store / group_name(set_name, network), mode="r")
+    return {name: np.asarray(array[...]) for name, array in group.arrays()}
