@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test lint bench bench-viewer clean
+.PHONY: demo test lint bench bench-viewer bench-analysis clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,9 @@ bench: $(STAMP)
 bench-viewer: $(STAMP) $(CHROMIUM)
 	$(BIN)/python benchmarks/viewer.py
 	$(BIN)/python benchmarks/viewer_load.py
+
+bench-analysis: $(STAMP)
+	$(BIN)/python benchmarks/analysis.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .ruff_cache

@@ -11,27 +11,18 @@ import numpy as np
 import pandas as pd
 import pytest
 import zarr
-from PIL import Image
 
 from fusevis.analysis import analyse_set
 from fusevis.analysis.dataset_run import analyze, group_arrays, group_name, is_complete
 from fusevis.errors import FuseVisError
-from fusevis.io import export_demo, load_images
+from fusevis.io import export_demo_dataset, load_images
 from fusevis.models import get_model
 
 NETWORKS = ["DeepFuse", "WeightedAverage"]
 
 
 def make_dataset(root: Path, count: int, size: int) -> Path:
-    pair = export_demo("mri-pet", root / "source")
-    for modality, path in zip(("mri", "pet"), pair, strict=True):
-        (root / modality).mkdir(parents=True)
-        image = Image.open(path)
-        for index in range(count):
-            offset = 60 + 12 * index
-            box = (offset, offset, offset + size, offset + size)
-            image.crop(box).save(root / modality / f"case{index}.png")
-    return root
+    return export_demo_dataset(root, count, size)
 
 
 def test_two_workers_give_the_single_process_numbers(tmp_path: Path) -> None:

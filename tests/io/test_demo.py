@@ -54,3 +54,18 @@ def test_export_writes_png_files(tmp_path: Path) -> None:
 def test_unknown_demo_set() -> None:
     with pytest.raises(InputError, match="unknown demo set 'nope'"):
         load_demo("nope")
+
+
+def test_demo_dataset_is_a_paired_dataset(tmp_path) -> None:  # noqa: ANN001
+    from fusevis.errors import InputError
+    from fusevis.io import export_demo_dataset
+    from fusevis.io.dataset import PairedDataset
+
+    root = export_demo_dataset(tmp_path / "ds", count=3, size=32)
+    dataset = PairedDataset(root, ["mri", "pet"])
+    assert dataset.names == ["case0", "case1", "case2"]
+    assert dataset[2][0].shape == (32, 32)
+    import pytest
+
+    with pytest.raises(InputError, match="crop size 999 does not fit"):
+        export_demo_dataset(tmp_path / "bad", count=1, size=999)

@@ -2,7 +2,7 @@
 
 from fusevis.io.color import luminance, recolor, rgb_to_ycbcr, ycbcr_to_rgb
 from fusevis.io.dataset import PairedDataset
-from fusevis.io.demo import DEMO_SETS, demo_arrays, export_demo, load_demo
+from fusevis.io.demo import DEMO_SETS, demo_arrays, export_demo, export_demo_dataset, load_demo
 from fusevis.io.image import Image
 from fusevis.io.loading import ImageSet, image_from_array, load_image, load_images, volume_slices
 from fusevis.io.normalize import normalize
@@ -15,6 +15,7 @@ __all__ = [
     "PairedDataset",
     "demo_arrays",
     "export_demo",
+    "export_demo_dataset",
     "image_from_array",
     "load_demo",
     "load_image",

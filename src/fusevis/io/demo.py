@@ -239,3 +239,27 @@ def export_demo(name: str, folder: str | PathLike[str]) -> list[Path]:
         scaled = image_from_array(array, f"demo:{name}/{key}").data
         written.append(save_image(scaled, Path(folder) / f"{key}.png"))
     return written
+
+
+def export_demo_dataset(
+    folder: str | PathLike[str], count: int, size: int, name: str = "mri-pet"
+) -> Path:
+    """Write ``count`` square crops of a demo set as a paired dataset, for trying datasets.
+
+    Layout ``folder/<modality>/case<i>.png``, the crops stepping diagonally over the image,
+    as :class:`fusevis.io.PairedDataset` reads it. Returns ``folder``.
+    """
+    demo = _demo_set(name)
+    arrays = demo.build()
+    height, width = arrays[demo.modalities[0]].shape
+    if not 0 < size <= min(height, width):
+        raise InputError(None, f"crop size {size} does not fit the {height}x{width} demo images")
+    root = Path(folder)
+    room = min(height, width) - size
+    for modality in demo.modalities:
+        scaled = image_from_array(arrays[modality], f"demo:{name}/{modality}").data
+        for index in range(count):
+            offset = (40 + 17 * index) % (room + 1)
+            crop = scaled[offset : offset + size, offset : offset + size]
+            save_image(crop, root / modality / f"case{index}.png")
+    return root
