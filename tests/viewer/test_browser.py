@@ -173,3 +173,22 @@ def test_side_by_side_and_screenshot_of_the_whole_tool(page: object, artifacts: 
     assert page.locator("canvas[aria-label='MaskNet J2']").count() == 1
     page.screenshot(path=str(artifacts / "viewer-side-by-side.png"), full_page=True)
     assert (artifacts / "viewer.png").stat().st_size > 50_000
+
+
+def test_export_buttons_download_the_view_and_its_data(page: object, artifacts: Path) -> None:
+    hover(page, 90, 140)
+    with page.expect_download() as png:
+        page.locator("#export-png").click()
+    saved = artifacts / "viewer-export.png"
+    png.value.save_as(saved)
+    from PIL import Image
+
+    with Image.open(saved) as image:
+        assert image.width >= 3 * 256 and image.height >= 3 * 256
+    with page.expect_download() as npz:
+        page.locator("#export-npz").click()
+    data_path = artifacts / "viewer-export.npz"
+    npz.value.save_as(data_path)
+    with np.load(data_path) as data:
+        assert list(data["pixel"]) == [90, 140]
+        assert data["jacobian_0"].shape == (256, 256)
