@@ -47,35 +47,49 @@ def fused_figure(out: Path, inputs: Sequence[np.ndarray], results: dict[str, Set
     return _save(plt, figure, out / "fused.png")
 
 
+ROBUST_PERCENTILE = 99.5
+
+
+def robust_limit(maps: Sequence[np.ndarray]) -> float:
+    """The 99.5th percentile of |G| over ``maps``: a range a few extreme pixels cannot set.
+
+    (FunFuseAn's max(h1, h2) / (h1 + h2) rule makes some guidance values reach 10^6.)
+    """
+    values = np.abs(np.concatenate([np.ravel(m) for m in maps]))
+    return float(np.percentile(values, ROBUST_PERCENTILE)) or float(values.max()) or 1.0
+
+
 def guidance_figure(out: Path, results: dict[str, SetResult]) -> str:
-    """G_k per network on one shared symmetric colour range, and the guidance RGB."""
+    """Per network, G_k on one range shared by its inputs, and the guidance RGB.
+
+    Each network's range is the 99.5th percentile of its |G| (stated on its colour bar);
+    values beyond it saturate.
+    """
     count = len(next(iter(results.values())).guidance)
-    limit = max(float(np.abs(g).max()) for r in results.values() for g in r.guidance) or 1.0
     plt, figure, axes = _figure(len(results), count + 1)
     for row, (name, result) in enumerate(results.items()):
+        limit = robust_limit(result.guidance)
         for k, g in enumerate(result.guidance):
             shown = axes[row, k].imshow(g, cmap="RdBu_r", vmin=-limit, vmax=limit)
             axes[row, k].set_title(f"{name} G{k + 1}", fontsize=9)
+        figure.colorbar(shown, ax=axes[row, :count].tolist(), fraction=0.03)
         rgb = np.zeros((*result.fused.shape, 3))
         for k in range(min(count, 2)):
             rgb[..., k] = np.clip(np.abs(result.guidance[k]) / limit, 0, 1)
         rgb[..., 2] = minmax(result.fused)
         axes[row, count].imshow(rgb)
         axes[row, count].set_title(f"{name} RGB: |G1|, |G2|, F", fontsize=9)
-    figure.colorbar(shown, ax=axes[:, :count].ravel().tolist(), fraction=0.02, label="G")
-    figure.savefig(out / "guidance.png", dpi=80)
-    plt.close(figure)
-    return "guidance.png"
+    return _save(plt, figure, out / "guidance.png")
 
 
 def scatter_figure(out: Path, results: dict[str, SetResult]) -> str:
-    """G1 against G2 for every pixel, one panel per network, shared axes."""
-    limit = max(float(np.abs(g).max()) for r in results.values() for g in r.guidance[:2]) or 1.0
+    """G1 against G2 for every pixel, one panel per network on its robust range."""
     plt, figure, axes = _figure(1, len(results), 3.0)
     for axis, (name, result) in zip(axes[0], results.items(), strict=True):
+        limit = robust_limit(result.guidance[:2])
         axis.hist2d(
-            result.guidance[0].ravel(),
-            result.guidance[1].ravel(),
+            np.clip(result.guidance[0].ravel(), -limit, limit),
+            np.clip(result.guidance[1].ravel(), -limit, limit),
             bins=128,
             range=[[-limit, limit], [-limit, limit]],
             cmin=1,
@@ -160,7 +174,10 @@ def write_report(
     out.mkdir(parents=True, exist_ok=True)
     figures = [
         ("Fused images", fused_figure(out, inputs, results)),
-        ("Guidance maps (shared colour range) and guidance RGB", guidance_figure(out, results)),
+        (
+            "Guidance maps (per network, colour range = 99.5th percentile of |G|) and RGB",
+            guidance_figure(out, results),
+        ),
     ]
     if len(inputs) >= 2:
         figures.append(("Guidance scatter: G1 against G2", scatter_figure(out, results)))
