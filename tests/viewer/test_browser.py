@@ -107,6 +107,21 @@ def test_hover_draws_the_jacobians_the_engine_computes(page: object, demo_data: 
     assert "pixel (row 120, col 100)" in readout and "DeepFuse: fused" in readout
 
 
+def test_panels_stay_put_when_the_readout_and_progress_bars_change(page: object) -> None:
+    fused = page.locator("canvas[aria-label^='fused']")
+    before = fused.bounding_box()
+    hover(page, 70, 70)  # the readout grows from one line to several
+    assert fused.bounding_box() == before
+    page.evaluate(
+        """() => {
+            document.getElementById('readout').textContent = 'line\\n'.repeat(5);
+            document.getElementById('progress').innerHTML =
+                '<div class="bar">maps <progress></progress></div>'.repeat(8);
+        }"""
+    )
+    assert fused.bounding_box() == before
+
+
 def test_gamma_slider_recolours_without_a_server_message(page: object) -> None:
     hover(page, 60, 130)
     frames_sent: list[str] = []
