@@ -102,10 +102,12 @@ class ConeExecutor:
         except Exception as error:  # noqa: BLE001
             raise ConeUnsupported(str(error)) from None
         self.nodes = list(self.graph_module.graph.nodes)
+        self.sources = {node: tuple(node.all_input_nodes) for node in self.nodes}
         self._template: dict[torch.fx.Node, Span] | None = None
         self._template_extent = Span(0, 0, 0, 0)
         self.num_inputs = num_inputs
         self.modules = dict(self.graph_module.named_modules())
+        self._weights: dict[str, tuple[tuple, torch.Tensor]] = {}
         placeholders = [n for n in self.nodes if n.op == "placeholder"]
         if len(placeholders) != num_inputs:
             raise ConeUnsupported("placeholder count differs from the number of inputs")
@@ -169,7 +171,7 @@ class ConeExecutor:
         demand: dict[torch.fx.Node, Span] = {}
         output = next(n for n in reversed(self.nodes) if n.op == "output")
         target = Span(pixel[0], pixel[0] + 1, pixel[1], pixel[1] + 1)
-        for arg in output.all_input_nodes:
+        for arg in self.sources[output]:
             demand[arg] = target
         for node in reversed(self.nodes):
             if node not in demand or node.op == "output":
@@ -178,7 +180,7 @@ class ConeExecutor:
             needed = demand[node].grow(before, after)
             if shape is not None:
                 needed = needed.clip(*shape)
-            for arg in node.all_input_nodes:
+            for arg in self.sources[node]:
                 demand[arg] = needed.union(demand.get(arg))
         return demand
 
@@ -206,7 +208,7 @@ class ConeExecutor:
                 values[node] = (leaf, span)
                 placeholder_index += 1
             elif node.op == "output":
-                ((result, span),) = [values[a] for a in node.all_input_nodes]
+                ((result, span),) = [values[a] for a in self.sources[node]]
                 return result[..., pixel[0] - span.top, pixel[1] - span.left], tuple(leaves), spans
             elif node not in demand:
                 continue
@@ -214,12 +216,27 @@ class ConeExecutor:
                 values[node] = (self._execute(node, values, demand[node], shape), demand[node])
         raise ConeUnsupported("graph without output")
 
+    def _weight(self, name: str, conv: nn.Conv2d) -> torch.Tensor:
+        """The convolution's weight in channels-last layout (copied once per weight version).
+
+        Channels-last weights make every activation of the cone channels-last, which
+        oneDNN convolves about 15 % faster on these small windows; the weight is detached
+        (only input gradients are wanted) and re-copied whenever it changes.
+        """
+        weight = conv.weight
+        key = (weight.data_ptr(), weight._version, weight.dtype, weight.device)
+        cached = self._weights.get(name)
+        if cached is None or cached[0] != key:
+            cached = (key, weight.detach().contiguous(memory_format=torch.channels_last))
+            self._weights[name] = cached
+        return cached[1]
+
     def _execute(
         self, node: torch.fx.Node, values: dict, span: Span, shape: tuple[int, int]
     ) -> torch.Tensor:
         if node.op == "call_module":
             module = self.modules[node.target]
-            ((source, source_span),) = [values[a] for a in node.all_input_nodes]
+            ((source, source_span),) = [values[a] for a in self.sources[node]]
             if isinstance(module, nn.Conv2d):
                 before, after = _conv_reach(module)
                 wanted = span.grow(before, after)
@@ -238,9 +255,10 @@ class ConeExecutor:
                 if any(pad):
                     x = functional.pad(x, pad)
                 return functional.conv2d(
-                    x, module.weight, module.bias, 1, 0, module.dilation, module.groups
-                )
-            return module(_cut(source, source_span, span))
+                    x, self._weight(node.target, module), module.bias, 1, 0, module.dilation,
+                    module.groups,
+                )  # fmt: skip
+            return _call(module, _cut(source, source_span, span))
 
         def convert(value: object) -> object:
             if isinstance(value, torch.fx.Node):
@@ -258,6 +276,13 @@ class ConeExecutor:
         if node.target is operator.getitem:
             raise ConeUnsupported("getitem")
         return node.target(*args, **kwargs)
+
+
+def _call(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``module(x)``, without ``nn.Module.__call__``'s overhead when no hooks are set."""
+    if module._forward_hooks or module._forward_pre_hooks:
+        return module(x)
+    return module.forward(x)
 
 
 def _cut(tensor: torch.Tensor, have: Span, want: Span) -> torch.Tensor:

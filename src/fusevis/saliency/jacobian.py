@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 import torch
@@ -17,6 +18,7 @@ from fusevis.saliency.tensors import (
     flushed_denormals,
     forward_selected,
     frozen_parameters,
+    onednn_convolutions,
     select_output,
 )
 
@@ -57,6 +59,7 @@ class PixelJacobian:
         verify: bool = True,
     ) -> None:
         self.model = model
+        self._parameters = list(model.parameters())
         self.output_channel = output_channel
         self.override = receptive_field
         self.verify = verify
@@ -66,6 +69,7 @@ class PixelJacobian:
         self._full_cache: tuple[tuple, tuple[torch.Tensor, ...], torch.Tensor] | None = None
         self._cone: ConeExecutor | None = None
         self._cone_checked = False
+        self._onednn: dict[tuple, bool] = {}  # per dtype and device: the faster backend
         self.use_cone = True
 
     def _cone_executor(self, num_inputs: int) -> ConeExecutor | None:
@@ -170,14 +174,15 @@ class PixelJacobian:
         """Per pixel, per input: the window the gradient covers and the gradient there."""
         shape = (int(items[0].shape[-2]), int(items[0].shape[-1]))
         locality = self.locality(items)
-        with frozen_parameters(self.model), flushed_denormals():
+        with frozen_parameters(self.model, self._parameters), flushed_denormals():
             cone = self._cone_executor(len(items)) if locality.path == "crop" else None
             if locality.path == "full":
                 self._method = "full"
                 return [self._full_row(items, p) for p in chosen]
             if cone is not None:
                 self._method = "cone"
-                rows = [self._cone_row(cone, items, p) for p in chosen]
+                with onednn_convolutions(self._faster_backend(cone, items, chosen[0])):
+                    rows = [self._cone_row(cone, items, p) for p in chosen]
                 last = field_window(
                     locality.field,
                     (chosen[-1][0], chosen[-1][0] + 1),
@@ -188,6 +193,35 @@ class PixelJacobian:
                 return rows
             self._method = "crop"
             return self._crop_rows(items, chosen, locality.field, shape)
+
+    def _faster_backend(
+        self, cone: ConeExecutor, items: tuple[torch.Tensor, ...], pixel: Pixel
+    ) -> bool:
+        """Whether oneDNN convolutions compute this model's cone faster (timed once).
+
+        Both backends give the same gradients up to float rounding; which one is faster for
+        small windows depends on the layers and the CPU, so the first pixel is computed
+        three times with each (the first run of each warms it up) and the faster is kept.
+        """
+        key = (items[0].dtype, items[0].device.type)
+        if key not in self._onednn:
+            usable = (
+                torch.backends.mkldnn.is_available()
+                and torch.backends.mkldnn.enabled
+                and key == (torch.float32, "cpu")
+            )
+            if not usable:
+                self._onednn[key] = torch.backends.mkldnn.enabled
+                return self._onednn[key]
+            best: dict[bool, float] = {}
+            for enabled in (True, False) * 3:
+                with onednn_convolutions(enabled):
+                    start = time.perf_counter()
+                    self._cone_row(cone, items, pixel)
+                    elapsed = time.perf_counter() - start
+                best[enabled] = min(best.get(enabled, elapsed), elapsed)
+            self._onednn[key] = best[True] <= best[False]
+        return self._onednn[key]
 
     def _crop_rows(
         self,

@@ -1,0 +1,74 @@
+"""Per-pixel Jacobians of the trained paper networks equal full-image autograd (float64).
+
+The zoo in conftest.py uses random weights on random inputs; trained weights on a real
+image give other activation patterns (saturated tanh, dead ReLUs, FunFuseAn's near-zero
+denominators), so the rows are checked again with the shipped weights and with the
+authors' checkpoints on a crop of the paper's test pair.
+"""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from fusevis.io import load_demo
+from fusevis.models import get_model
+from fusevis.models.inference import as_tensors
+from fusevis.saliency import PixelJacobian
+from fusevis.saliency.locality import sample_pixels
+
+from .test_paper_guidance import pair
+
+PAPER_NETWORKS = ["FunFuseAn", "MaskNet", "DeepFuse", "DeepPedestrian"]
+CROP = (slice(96, 144), slice(80, 126))  # 48 x 46 pixels of brain and background
+
+
+def check_rows_against_autograd(model: torch.nn.Module, inputs: list[torch.Tensor]) -> None:
+    model = model.double().eval()
+    xs = tuple(x[..., CROP[0], CROP[1]].double().contiguous() for x in inputs)
+    jacobian = PixelJacobian(model)
+    pixels = sample_pixels(tuple(xs[0].shape[-2:]), count=4)
+    rows = jacobian.attribute(xs, pixels=pixels)
+    leaves = tuple(x.clone().requires_grad_(True) for x in xs)
+    output = model(*leaves)
+    for index, (row, col) in enumerate(pixels):
+        expected = torch.autograd.grad(output[0, 0, row, col], leaves, retain_graph=True)
+        for k, reference in enumerate(expected):
+            scale = float(reference.abs().max()) or 1.0
+            error = float((rows[k][index] - reference).abs().max())
+            assert error <= 1e-5 * scale, (type(model).__name__, k, (row, col), error / scale)
+    assert jacobian.method in ("cone", "crop")
+
+
+@pytest.mark.parametrize("name", PAPER_NETWORKS)
+def test_shipped_weights_rows_equal_autograd(name: str) -> None:
+    inputs = as_tensors(load_demo("mri-pet").stack())
+    check_rows_against_autograd(get_model(name), inputs)
+
+
+@pytest.mark.parametrize("name", PAPER_NETWORKS)
+def test_authors_checkpoint_rows_equal_autograd(paper: Path, name: str) -> None:
+    model = get_model(name, weights=paper / "checkpoints" / f"{name}.pth")
+    check_rows_against_autograd(model, pair(paper))
+
+
+@pytest.mark.parametrize("onednn", [True, False])
+def test_float32_rows_with_either_convolution_backend_equal_float64_autograd(onednn: bool) -> None:
+    model = get_model("DeepFuse")
+    inputs = [
+        x[..., 100:164, 90:150].contiguous() for x in as_tensors(load_demo("mri-pet").stack())
+    ]
+    jacobian = PixelJacobian(model, verify=False)
+    jacobian.attribute(inputs, pixel=(0, 0))  # times both backends once and keeps one
+    assert set(jacobian._onednn) == {(torch.float32, "cpu")}
+    jacobian._onednn[(torch.float32, "cpu")] = onednn
+    pixels = [(0, 0), (31, 17), (63, 59)]
+    rows = jacobian.attribute(inputs, pixels=pixels)
+    twin = get_model("DeepFuse").double().eval()
+    leaves = tuple(x.double().requires_grad_(True) for x in inputs)
+    output = twin(*leaves)
+    for index, (row, col) in enumerate(pixels):
+        expected = torch.autograd.grad(output[0, 0, row, col], leaves, retain_graph=True)
+        for k, reference in enumerate(expected):
+            scale = float(reference.abs().max())
+            assert float((rows[k][index].double() - reference).abs().max()) <= 1e-5 * scale
