@@ -77,3 +77,18 @@ def test_attribute_window_is_the_full_row_cut_to_its_window(name: str) -> None:
         outside = row.clone()
         outside[..., rows, cols] = 0
         assert float(outside.abs().max()) == 0.0
+
+
+def test_receptive_field_is_that_of_the_last_call() -> None:
+    from .conftest import make_case
+
+    case = make_case("DeepFuse", (30, 28))
+    jacobian = PixelJacobian(case.model)
+    assert jacobian.receptive_field is None
+    jacobian.attribute(case.inputs, pixel=(3, 4))
+    assert jacobian.receptive_field is not None and jacobian.locality(case.inputs).path == "crop"
+    tiny = tuple(x[..., :5, :5] for x in case.inputs)  # the field covers the whole image
+    jacobian.attribute(tiny, pixel=(1, 1))
+    assert jacobian.locality(tiny).path == "full" and jacobian.receptive_field is None
+    jacobian.attribute(case.inputs, pixel=(3, 4))  # the bigger size again, already analysed
+    assert jacobian.receptive_field == jacobian.locality(case.inputs).field

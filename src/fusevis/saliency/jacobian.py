@@ -64,6 +64,7 @@ class PixelJacobian:
         self.override = receptive_field
         self.verify = verify
         self._localities: dict[tuple, Locality] = {}
+        self._last_locality: Locality | None = None
         self.last_window: Window | None = None
         self._method = ""
         self._full_cache: tuple[tuple, tuple[torch.Tensor, ...], torch.Tensor] | None = None
@@ -100,9 +101,7 @@ class PixelJacobian:
     @property
     def receptive_field(self) -> ReceptiveField | None:
         """The field used by the last call (None before the first call or on the full path)."""
-        if not self._localities:
-            return self.override
-        return list(self._localities.values())[-1].field
+        return self.override if self._last_locality is None else self._last_locality.field
 
     def attribute(
         self,
@@ -173,7 +172,7 @@ class PixelJacobian:
     ) -> list[list[SparseRow]]:
         """Per pixel, per input: the window the gradient covers and the gradient there."""
         shape = (int(items[0].shape[-2]), int(items[0].shape[-1]))
-        locality = self.locality(items)
+        locality = self._last_locality = self.locality(items)
         with frozen_parameters(self.model, self._parameters), flushed_denormals():
             cone = self._cone_executor(len(items)) if locality.path == "crop" else None
             if locality.path == "full":
