@@ -64,6 +64,7 @@ def test_float32_rows_with_either_convolution_backend_equal_float64_autograd(one
     jacobian._onednn[(torch.float32, "cpu")] = onednn
     pixels = [(0, 0), (31, 17), (63, 59)]
     rows = jacobian.attribute(inputs, pixels=pixels)
+    assert torch.backends.mkldnn.enabled, "the global oneDNN switch was not restored"
     twin = get_model("DeepFuse").double().eval()
     leaves = tuple(x.double().requires_grad_(True) for x in inputs)
     output = twin(*leaves)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -132,6 +133,9 @@ def flushed_denormals() -> Iterator[None]:
             torch.set_flush_denormal(False)
 
 
+_ONEDNN_SWITCH = threading.RLock()
+
+
 @contextmanager
 def onednn_convolutions(enabled: bool) -> Iterator[None]:
     """Let PyTorch use oneDNN (mkldnn) for CPU convolutions, or not, for the duration.
@@ -140,13 +144,21 @@ def onednn_convolutions(enabled: bool) -> Iterator[None]:
     small windows of one pixel's cone, PyTorch's own im2col convolution is often faster
     than oneDNN's (measured: DeepFuse 2.6 → 2.0 ms per pixel), for wide 3×3 layers it is
     slower (DeepPedestrian 5.0 → 5.7 ms); :class:`PixelJacobian` times both once.
+
+    The switch is global: a lock keeps two threads from interleaving their switch and
+    restore (which could leave it off). Either backend gives the same values up to float
+    rounding, so other threads' convolutions stay correct while it is flipped.
     """
-    before = torch.backends.mkldnn.enabled
-    torch.backends.mkldnn.enabled = enabled
-    try:
-        yield
-    finally:
-        torch.backends.mkldnn.enabled = before
+    with _ONEDNN_SWITCH:
+        before = torch.backends.mkldnn.enabled
+        if before == enabled:
+            yield
+            return
+        torch.backends.mkldnn.enabled = enabled
+        try:
+            yield
+        finally:
+            torch.backends.mkldnn.enabled = before
 
 
 def check_pixel(pixel: tuple[int, int], shape: tuple[int, int]) -> tuple[int, int]:
