@@ -29,16 +29,23 @@ function selectionOverlay(selection, w, h) {
   return overlayCache.canvas;
 }
 
+/** The frame every panel shares: a titled box and its main canvas (not yet attached). */
+function panelShell(title, canvasClass) {
+  const root = document.createElement("div");
+  root.className = "panel";
+  const heading = document.createElement("h2");
+  heading.textContent = title;
+  const canvas = document.createElement("canvas");
+  canvas.className = canvasClass;
+  return { root, heading, canvas };
+}
+
 /** An image panel: title, native-resolution canvas, zoom of the field window, colour bar. */
 export class Panel {
   constructor(parent, title, { zoom = true, colorbar = null } = {}) {
-    this.root = document.createElement("div");
-    this.root.className = "panel";
-    const heading = document.createElement("h2");
-    heading.textContent = title;
+    let heading;
+    ({ root: this.root, heading, canvas: this.canvas } = panelShell(title, "image"));
     this.title = title;
-    this.canvas = document.createElement("canvas");
-    this.canvas.className = "image";
     this.canvas.setAttribute("aria-label", title);
     const body = document.createElement("div");
     body.className = "body";
@@ -186,18 +193,12 @@ export function formatNumber(v) {
 /** Scatter plot of map 1 against map 2 as a density image; drag to brush a rectangle. */
 export class Scatter {
   constructor(parent, title, onBrush) {
-    this.root = document.createElement("div");
-    this.root.className = "panel";
-    const heading = document.createElement("h2");
-    heading.textContent = title;
-    this.heading = heading;
-    this.canvas = document.createElement("canvas");
-    this.canvas.className = "scatter";
+    ({ root: this.root, heading: this.heading, canvas: this.canvas } = panelShell(title, "scatter"));
     this.canvas.width = 256;
     this.canvas.height = 256;
     this.axes = document.createElement("div");
     this.axes.className = "axis";
-    this.root.append(heading, this.canvas, this.axes);
+    this.root.append(this.heading, this.canvas, this.axes);
     parent.append(this.root);
     this.onBrush = onBrush;
     this.points = null;
