@@ -23,20 +23,30 @@ PAPER_NETWORKS = ["FunFuseAn", "MaskNet", "DeepFuse", "DeepPedestrian"]
 CROP = (slice(96, 144), slice(80, 126))  # 48 x 46 pixels of brain and background
 
 
+def assert_rows_equal_autograd(
+    rows: tuple[torch.Tensor, ...],
+    model64: torch.nn.Module,
+    xs: tuple[torch.Tensor, ...],
+    pixels: list[tuple[int, int]],
+) -> None:
+    """Rows of ``pixels`` equal float64 ``autograd.grad`` of ``model64`` to 1e-5 of each max."""
+    leaves = tuple(x.detach().to(torch.float64, copy=True).requires_grad_(True) for x in xs)
+    output = model64(*leaves)
+    for index, (row, col) in enumerate(pixels):
+        expected = torch.autograd.grad(output[0, 0, row, col], leaves, retain_graph=True)
+        for k, reference in enumerate(expected):
+            scale = float(reference.abs().max()) or 1.0
+            error = float((rows[k][index].double() - reference).abs().max())
+            assert error <= 1e-5 * scale, (type(model64).__name__, k, (row, col), error / scale)
+
+
 def check_rows_against_autograd(model: torch.nn.Module, inputs: list[torch.Tensor]) -> None:
     model = model.double().eval()
     xs = tuple(x[..., CROP[0], CROP[1]].double().contiguous() for x in inputs)
     jacobian = PixelJacobian(model)
     pixels = sample_pixels(tuple(xs[0].shape[-2:]), count=4)
     rows = jacobian.attribute(xs, pixels=pixels)
-    leaves = tuple(x.clone().requires_grad_(True) for x in xs)
-    output = model(*leaves)
-    for index, (row, col) in enumerate(pixels):
-        expected = torch.autograd.grad(output[0, 0, row, col], leaves, retain_graph=True)
-        for k, reference in enumerate(expected):
-            scale = float(reference.abs().max()) or 1.0
-            error = float((rows[k][index] - reference).abs().max())
-            assert error <= 1e-5 * scale, (type(model).__name__, k, (row, col), error / scale)
+    assert_rows_equal_autograd(rows, model, xs, pixels)
     assert jacobian.method in ("cone", "crop")
 
 
@@ -66,10 +76,4 @@ def test_float32_rows_with_either_convolution_backend_equal_float64_autograd(one
     rows = jacobian.attribute(inputs, pixels=pixels)
     assert torch.backends.mkldnn.enabled, "the global oneDNN switch was not restored"
     twin = get_model("DeepFuse").double().eval()
-    leaves = tuple(x.double().requires_grad_(True) for x in inputs)
-    output = twin(*leaves)
-    for index, (row, col) in enumerate(pixels):
-        expected = torch.autograd.grad(output[0, 0, row, col], leaves, retain_graph=True)
-        for k, reference in enumerate(expected):
-            scale = float(reference.abs().max())
-            assert float((rows[k][index].double() - reference).abs().max()) <= 1e-5 * scale
+    assert_rows_equal_autograd(rows, twin, tuple(inputs), pixels)
