@@ -8,6 +8,18 @@ from fusevis.saliency.locality import sample_pixels
 
 from .conftest import Case
 
+# the zoo's networks that the cone executor covers, so that prepare() can record them
+RECORDED = {
+    "FunFuseAn",
+    "MaskNet",
+    "DeepFuse",
+    "DeepPedestrian",
+    "Dilated",
+    "ThreeInputs",
+    "Colour",
+    "Denoiser",
+}
+
 
 def test_rows_equal_the_reference_jacobian(
     case_with_reference: tuple[Case, tuple[torch.Tensor, ...]],
@@ -25,6 +37,63 @@ def test_rows_equal_the_reference_jacobian(
             assert float((got - expected).abs().max()) <= 1e-5 * scale, (case.name, k, (r, c))
     locality = jacobian.locality(case.inputs)
     assert locality.path == ("crop" if case.local else "full")
+
+
+def test_prepared_rows_equal_the_reference_jacobian(
+    case_with_reference: tuple[Case, tuple[torch.Tensor, ...]],
+) -> None:
+    case, reference = case_with_reference
+    jacobian = PixelJacobian(case.model, output_channel=case.output_channel)
+    fused = jacobian.prepare(case.inputs)
+    torch.testing.assert_close(fused, case.model(*case.inputs), rtol=0, atol=1e-12)
+    recorded = jacobian._record is not None
+    assert recorded == (case.name in RECORDED), case.name
+    key = (torch.float64, "cpu", True)
+    jacobian._ways[key] = (True, torch.backends.mkldnn.enabled)  # the record, not the cone
+    shape = tuple(case.inputs[0].shape[-2:])
+    pixels = sample_pixels(shape, count=4)
+    rows = jacobian.attribute(case.inputs, pixels=pixels)
+    for k, ref in enumerate(reference):
+        for index, (r, c) in enumerate(pixels):
+            scale = float(ref[r, c].abs().max()) or 1.0
+            error = float((rows[k][index] - ref[r, c]).abs().max())
+            assert error <= 1e-5 * scale, (case.name, k, (r, c))
+    assert recorded == (jacobian.method == "recorded")
+    if not case.local:
+        assert jacobian.method == "full" and not recorded
+
+
+def test_prepare_keeps_nothing_above_the_record_limit() -> None:
+    from .conftest import make_case
+
+    case = make_case("DeepPedestrian", (44, 46))
+    jacobian = PixelJacobian(case.model, record_limit=10_000)
+    jacobian.prepare(case.inputs)
+    assert jacobian._record is None
+    jacobian.attribute(case.inputs, pixel=(3, 3))
+    assert jacobian.method == "cone"
+
+
+def test_a_record_is_used_only_for_the_inputs_it_was_made_from() -> None:
+    from .conftest import make_case
+
+    case = make_case("DeepPedestrian", (44, 46))
+    jacobian = PixelJacobian(case.model)
+    jacobian.prepare(case.inputs)
+    jacobian._ways[(torch.float64, "cpu", True)] = (True, torch.backends.mkldnn.enabled)
+    jacobian.attribute(case.inputs, pixel=(3, 3))
+    assert jacobian.method == "recorded"
+    changed = tuple(x.clone() for x in case.inputs)
+    changed[0][..., 4, 4] = 0.25
+    rows = jacobian.attribute(changed, pixel=(3, 3))
+    assert jacobian.method == "cone"
+    xs = tuple(x.clone().requires_grad_(True) for x in changed)
+    expected = torch.autograd.grad(case.model(*xs)[0, 0, 3, 3], xs)
+    for got, want in zip(rows, expected, strict=True):
+        torch.testing.assert_close(got, want, atol=1e-12, rtol=1e-9)
+    case.inputs[1][..., 0, 0] = 0.5  # modified in place: the version counter changes
+    jacobian.attribute(case.inputs, pixel=(3, 3))
+    assert jacobian.method == "cone"
 
 
 def test_single_pixel_shape_and_zero_outside_field(
@@ -92,3 +161,18 @@ def test_receptive_field_is_that_of_the_last_call() -> None:
     assert jacobian.locality(tiny).path == "full" and jacobian.receptive_field is None
     jacobian.attribute(case.inputs, pixel=(3, 4))  # the bigger size again, already analysed
     assert jacobian.receptive_field == jacobian.locality(case.inputs).field
+
+
+def test_the_first_pixel_after_prepare_keeps_the_record_only_if_it_is_faster() -> None:
+    from fusevis.models import DeepPedestrian
+
+    torch.manual_seed(0)
+    model = DeepPedestrian().eval()
+    inputs = tuple(torch.rand(1, 1, 48, 50) for _ in range(2))
+    jacobian = PixelJacobian(model, verify=False)
+    jacobian.prepare(inputs)
+    assert jacobian._record is not None
+    jacobian.attribute(inputs, pixel=(24, 25))
+    use_record, _ = jacobian._ways[(torch.float32, "cpu", True)]
+    assert (jacobian._record is not None) == use_record
+    assert jacobian.method == ("recorded" if use_record else "cone")

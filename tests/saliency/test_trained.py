@@ -43,11 +43,17 @@ def assert_rows_equal_autograd(
 def check_rows_against_autograd(model: torch.nn.Module, inputs: list[torch.Tensor]) -> None:
     model = model.double().eval()
     xs = tuple(x[..., CROP[0], CROP[1]].double().contiguous() for x in inputs)
-    jacobian = PixelJacobian(model)
     pixels = sample_pixels(tuple(xs[0].shape[-2:]), count=4)
+    jacobian = PixelJacobian(model)
     rows = jacobian.attribute(xs, pixels=pixels)
     assert_rows_equal_autograd(rows, model, xs, pixels)
-    assert jacobian.method in ("cone", "crop")
+    assert jacobian.method == "cone"
+    prepared = PixelJacobian(model)  # a backward sweep from the full-image forward
+    prepared.prepare(xs)
+    prepared._ways[(torch.float64, "cpu", True)] = (True, torch.backends.mkldnn.enabled)
+    rows = prepared.attribute(xs, pixels=pixels)
+    assert prepared.method == "recorded"
+    assert_rows_equal_autograd(rows, model, xs, pixels)
 
 
 @pytest.mark.parametrize("name", PAPER_NETWORKS)
@@ -62,18 +68,23 @@ def test_authors_checkpoint_rows_equal_autograd(paper: Path, name: str) -> None:
     check_rows_against_autograd(model, pair(paper))
 
 
+@pytest.mark.parametrize("name", ["DeepFuse", "DeepPedestrian"])
+@pytest.mark.parametrize("use_record", [True, False])
 @pytest.mark.parametrize("onednn", [True, False])
-def test_float32_rows_with_either_convolution_backend_equal_float64_autograd(onednn: bool) -> None:
-    model = get_model("DeepFuse")
+def test_float32_rows_every_way_equal_float64_autograd(
+    name: str, use_record: bool, onednn: bool
+) -> None:
+    model = get_model(name)
     inputs = [
         x[..., 100:164, 90:150].contiguous() for x in as_tensors(load_demo("mri-pet").stack())
     ]
     jacobian = PixelJacobian(model, verify=False)
-    jacobian.attribute(inputs, pixel=(0, 0))  # times both backends once and keeps one
-    assert set(jacobian._onednn) == {(torch.float32, "cpu")}
-    jacobian._onednn[(torch.float32, "cpu")] = onednn
+    fused = jacobian.prepare(inputs)
+    torch.testing.assert_close(fused, model(*inputs), rtol=0, atol=1e-6)
+    jacobian._ways[(torch.float32, "cpu", True)] = (use_record, onednn)  # instead of timing
     pixels = [(0, 0), (31, 17), (63, 59)]
     rows = jacobian.attribute(inputs, pixels=pixels)
+    assert jacobian.method == ("recorded" if use_record else "cone")
     assert torch.backends.mkldnn.enabled, "the global oneDNN switch was not restored"
-    twin = get_model("DeepFuse").double().eval()
+    twin = get_model(name).double().eval()
     assert_rows_equal_autograd(rows, twin, tuple(inputs), pixels)

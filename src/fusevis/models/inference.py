@@ -31,7 +31,12 @@ def run_model(model: nn.Module, inputs: list[torch.Tensor]) -> torch.Tensor:
     except Exception as error:  # noqa: BLE001 - a user model failing gets one line
         shapes = ", ".join(str(tuple(x.shape)) for x in inputs)
         raise ModelError(f"{type(model).__name__} failed on inputs {shapes}: {error}") from None
-    reference = inputs[0]
+    check_output(model, output, inputs[0])
+    return output
+
+
+def check_output(model: nn.Module, output: object, reference: torch.Tensor) -> None:
+    """Raise :class:`ModelError` unless ``output`` is one image shaped like ``reference``."""
     if (
         not isinstance(output, torch.Tensor)
         or output.dim() != 4
@@ -43,7 +48,6 @@ def run_model(model: nn.Module, inputs: list[torch.Tensor]) -> torch.Tensor:
             f"{type(model).__name__} returned {got}; a fusion model must return "
             f"(B, C, {reference.shape[-2]}, {reference.shape[-1]}) like its inputs"
         )
-    return output
 
 
 @torch.no_grad()

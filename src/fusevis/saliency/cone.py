@@ -107,7 +107,7 @@ class ConeExecutor:
         self._template_extent = Span(0, 0, 0, 0)
         self.num_inputs = num_inputs
         self.modules = dict(self.graph_module.named_modules())
-        self._weights: dict[str, tuple[tuple, torch.Tensor]] = {}
+        self._weights: dict[tuple[str, bool], tuple[tuple, torch.Tensor]] = {}
         placeholders = [n for n in self.nodes if n.op == "placeholder"]
         if len(placeholders) != num_inputs:
             raise ConeUnsupported("placeholder count differs from the number of inputs")
@@ -216,19 +216,32 @@ class ConeExecutor:
                 values[node] = (self._execute(node, values, demand[node], shape), demand[node])
         raise ConeUnsupported("graph without output")
 
-    def _weight(self, name: str, conv: nn.Conv2d) -> torch.Tensor:
+    def _weight(self, name: str, conv: nn.Conv2d, transposed: bool = False) -> torch.Tensor:
         """The convolution's weight in channels-last layout (copied once per weight version).
 
         Channels-last weights make every activation of the cone channels-last, which
         oneDNN convolves about 15 % faster on these small windows; the weight is detached
         (only input gradients are wanted) and re-copied whenever it changes.
+        ``transposed=True`` gives the weight of the adjoint convolution instead — input and
+        output channels swapped within each group, kernel flipped — so that a 'full'
+        convolution with it sends an output gradient back to the input.
         """
         weight = conv.weight
         key = (weight.data_ptr(), weight._version, weight.dtype, weight.device)
-        cached = self._weights.get(name)
+        cached = self._weights.get((name, transposed))
         if cached is None or cached[0] != key:
-            cached = (key, weight.detach().contiguous(memory_format=torch.channels_last))
-            self._weights[name] = cached
+            value = weight.detach()
+            if transposed:
+                out_channels, in_per_group, *kernel = value.shape
+                groups = conv.groups
+                value = (
+                    value.reshape(groups, out_channels // groups, in_per_group, *kernel)
+                    .transpose(1, 2)
+                    .reshape(groups * in_per_group, out_channels // groups, *kernel)
+                    .flip(-2, -1)
+                )
+            cached = (key, value.contiguous(memory_format=torch.channels_last))
+            self._weights[(name, transposed)] = cached
         return cached[1]
 
     def _execute(

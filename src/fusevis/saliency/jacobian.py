@@ -8,9 +8,17 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from fusevis.models.inference import check_output, run_model
 from fusevis.saliency.cone import ConeExecutor, ConeUnsupported
 from fusevis.saliency.field import ReceptiveField, Window, field_window
 from fusevis.saliency.locality import Locality, analyse_locality
+from fusevis.saliency.recorded import (
+    DEFAULT_RECORD_LIMIT,
+    ForwardRecord,
+    backward_row,
+    input_key,
+    record_forward,
+)
 from fusevis.saliency.tensors import (
     OutputChannel,
     as_input_tuple,
@@ -44,6 +52,9 @@ class PixelJacobian:
         Override the traced or measured field.
     verify : bool
         Check crop results against full-image gradients once per input size (float64).
+    record_limit : int
+        Bytes :meth:`prepare` may keep (ReLU sign patterns, inputs of other element-wise
+        operations); above it, pixels are computed without a record.
 
     Examples
     --------
@@ -57,8 +68,11 @@ class PixelJacobian:
         output_channel: OutputChannel = 0,
         receptive_field: ReceptiveField | None = None,
         verify: bool = True,
+        record_limit: int = DEFAULT_RECORD_LIMIT,
     ) -> None:
         self.model = model
+        self.record_limit = record_limit
+        self._record: ForwardRecord | None = None
         self._parameters = list(model.parameters())
         self.output_channel = output_channel
         self.override = receptive_field
@@ -70,7 +84,8 @@ class PixelJacobian:
         self._full_cache: tuple[tuple, tuple[torch.Tensor, ...], torch.Tensor] | None = None
         self._cone: ConeExecutor | None = None
         self._cone_checked = False
-        self._onednn: dict[tuple, bool] = {}  # per dtype and device: the faster backend
+        # per dtype, device and record presence: (use the record, use oneDNN)
+        self._ways: dict[tuple, tuple[bool, bool]] = {}
         self.use_cone = True
 
     def _cone_executor(self, num_inputs: int) -> ConeExecutor | None:
@@ -85,8 +100,42 @@ class PixelJacobian:
 
     @property
     def method(self) -> str:
-        """How the last call computed: ``"cone"``, ``"crop"`` or ``"full"``."""
+        """How the last call computed: ``"recorded"``, ``"cone"``, ``"crop"`` or ``"full"``.
+
+        ``"recorded"``: a backward sweep over the pixel's cone from :meth:`prepare`'s record;
+        ``"cone"``: forward and backward over the cone; ``"crop"``: the model on a
+        receptive-field crop; ``"full"``: full-image gradients (a model that is not local).
+        """
         return self._method
+
+    def prepare(self, inputs: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
+        """Run the model once over the whole image and keep what later pixels need.
+
+        After this, every pixel of these inputs (same tensors, unmodified) costs a backward
+        sweep over its cone only, about half of a forward and backward over it. The record
+        holds one byte per ReLU activation (a 48-channel ReLU at 1024² is 48 MB) and the
+        inputs of other element-wise operations; above ``record_limit`` bytes, for models
+        the cone does not cover, or when the first pixel shows that the cone's own forward
+        and backward are faster for this model, nothing is kept and pixels are computed as
+        before.
+
+        Returns
+        -------
+        torch.Tensor
+            The model's (1, C, H, W) output for the inputs.
+        """
+        items = as_input_tuple(inputs)
+        locality = self.locality(items)
+        with frozen_parameters(self.model, self._parameters), flushed_denormals():
+            cone = self._cone_executor(len(items)) if locality.path == "crop" else None
+            self._record = None
+            if cone is not None:
+                self._record = record_forward(cone, items, self.record_limit)
+            if self._record is not None:
+                check_output(self.model, self._record.output, items[0])
+                return self._record.output
+            with torch.no_grad():
+                return run_model(self.model, list(items))
 
     def locality(self, inputs: torch.Tensor | Sequence[torch.Tensor]) -> Locality:
         """The (cached) decision of how to compute saliency for inputs of this size."""
@@ -179,9 +228,15 @@ class PixelJacobian:
                 self._method = "full"
                 return [self._full_row(items, p) for p in chosen]
             if cone is not None:
-                self._method = "cone"
-                with onednn_convolutions(self._faster_backend(cone, items, chosen[0])):
-                    rows = [self._cone_row(cone, items, p) for p in chosen]
+                record = self._record
+                if record is not None and record.key != input_key(items):
+                    record = None
+                use_record, onednn = self._fastest_way(cone, record, items, chosen[0])
+                if record is not None and not use_record:
+                    record = self._record = None  # slower than the cone: free its memory
+                self._method = "cone" if record is None else "recorded"
+                with onednn_convolutions(onednn):
+                    rows = [self._cone_row(cone, record, items, p) for p in chosen]
                 last = field_window(
                     locality.field,
                     (chosen[-1][0], chosen[-1][0] + 1),
@@ -193,34 +248,40 @@ class PixelJacobian:
             self._method = "crop"
             return self._crop_rows(items, chosen, locality.field, shape)
 
-    def _faster_backend(
-        self, cone: ConeExecutor, items: tuple[torch.Tensor, ...], pixel: Pixel
-    ) -> bool:
-        """Whether oneDNN convolutions compute this model's cone faster (timed once).
+    def _fastest_way(
+        self,
+        cone: ConeExecutor,
+        record: ForwardRecord | None,
+        items: tuple[torch.Tensor, ...],
+        pixel: Pixel,
+    ) -> tuple[bool, bool]:
+        """Whether to use the record and oneDNN convolutions for this model (timed once).
 
-        Both backends give the same gradients up to float rounding; which one is faster for
-        small windows depends on the layers and the CPU, so the first pixel is computed
-        three times with each (the first run of each warms it up) and the faster is kept.
+        Every way gives the same gradients up to float rounding; which is fastest depends
+        on the layers and the CPU (a backward sweep from the record skips the cone's
+        forward, but differentiating element-wise layers from stored values has overheads
+        of its own; oneDNN is not always faster on small windows). So the first pixel is
+        computed three times each way (the first run of each warms it up) and the fastest
+        is kept.
         """
-        key = (items[0].dtype, items[0].device.type)
-        if key not in self._onednn:
+        key = (items[0].dtype, items[0].device.type, record is not None)
+        if key not in self._ways:
             usable = (
                 torch.backends.mkldnn.is_available()
                 and torch.backends.mkldnn.enabled
-                and key == (torch.float32, "cpu")
+                and key[:2] == (torch.float32, "cpu")
             )
-            if not usable:
-                self._onednn[key] = torch.backends.mkldnn.enabled
-                return self._onednn[key]
-            best: dict[bool, float] = {}
-            for enabled in (True, False) * 3:
-                with onednn_convolutions(enabled):
+            backends = (True, False) if usable else (torch.backends.mkldnn.enabled,)
+            ways = [(r, b) for r in ((True, False) if record else (False,)) for b in backends]
+            best: dict[tuple[bool, bool], float] = {}
+            for use_record, onednn in ways * 3 if len(ways) > 1 else ():
+                with onednn_convolutions(onednn):
                     start = time.perf_counter()
-                    self._cone_row(cone, items, pixel)
+                    self._cone_row(cone, record if use_record else None, items, pixel)
                     elapsed = time.perf_counter() - start
-                best[enabled] = min(best.get(enabled, elapsed), elapsed)
-            self._onednn[key] = best[True] <= best[False]
-        return self._onednn[key]
+                best[(use_record, onednn)] = min(best.get((use_record, onednn), elapsed), elapsed)
+            self._ways[key] = min(best, key=best.__getitem__) if best else ways[0]
+        return self._ways[key]
 
     def _crop_rows(
         self,
@@ -257,11 +318,19 @@ class PixelJacobian:
         return results  # type: ignore[return-value]
 
     def _cone_row(
-        self, cone: ConeExecutor, items: tuple[torch.Tensor, ...], pixel: Pixel
+        self,
+        cone: ConeExecutor,
+        record: ForwardRecord | None,
+        items: tuple[torch.Tensor, ...],
+        pixel: Pixel,
     ) -> list[SparseRow]:
-        value, leaves, spans = cone.run(items, pixel)
-        target = select_output(value[0][None, :, None, None], self.output_channel)[0, 0, 0]
-        grads = torch.autograd.grad(target, leaves, allow_unused=True)
+        """One pixel over its cone: a backward sweep from the record, or forward and back."""
+        if record is not None:
+            spans, grads = backward_row(cone, record, pixel, self.output_channel)
+        else:
+            value, leaves, spans = cone.run(items, pixel)
+            target = select_output(value[0][None, :, None, None], self.output_channel)[0, 0, 0]
+            grads = torch.autograd.grad(target, leaves, allow_unused=True)
         return [
             (Window(span.top, span.bottom, span.left, span.right), None if g is None else g[0])
             for g, span in zip(grads, spans, strict=True)

@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import torch
 from torch import nn
 
 from fusevis.errors import FuseVisError
@@ -26,7 +25,7 @@ from fusevis.io import ImageSet
 from fusevis.models.inference import as_tensors, check_input_count, minmax
 from fusevis.saliency import MapCache, PixelJacobian, cached_maps
 from fusevis.saliency.maps import influence_shares
-from fusevis.saliency.tensors import Cancelled, check_pixel, forward_selected
+from fusevis.saliency.tensors import Cancelled, check_pixel, select_output
 
 Listener = Callable[[str, str, dict[str, Any]], None]
 QUIET_AFTER_HOVER_S = 0.3
@@ -119,11 +118,13 @@ class ViewerData:
         return self._engine.submit(function, *args)
 
     def _open_session(self, name: str, model: nn.Module) -> ModelSession:
-        with torch.no_grad():
-            fused = forward_selected(model, self.tensors, 0)[0].numpy().astype(np.float32)
+        jacobian = PixelJacobian(model)
+        # one full-image forward gives the fused image and the record that makes every
+        # hover a backward sweep only; the first pixel then picks the fastest way
+        output = jacobian.prepare(self.tensors)
+        fused = select_output(output, 0)[0].detach().numpy().astype(np.float32)
         if fused.shape != self.shape:
             raise FuseVisError(f"{name} returned a {fused.shape} image for {self.shape} inputs")
-        jacobian = PixelJacobian(model)
         jacobian.attribute_window(self.tensors, (self.shape[0] // 2, self.shape[1] // 2))
         return ModelSession(name, model, fused, jacobian)
 

@@ -1,0 +1,313 @@
+"""Jacobian rows from one recorded full-image forward: each pixel costs a backward sweep only.
+
+:meth:`ConeExecutor.run` computes a pixel's cone forward and autograd walks it back: two
+passes of about equal cost. The forward activations do not depend on the pixel, so one
+forward over the whole image can record what a backward pass needs — nothing for
+convolutions, sums and concatenations, the sign pattern of every ReLU, and the inputs of
+other element-wise operations — after which a pixel costs only the reverse sweep over its
+cone: every node's gradient over the span the cone's plan gives it, convolutions turned
+back with ``conv_transpose2d``, ReLUs masked, other element-wise operations differentiated
+by autograd over the span. The full-image forward is the reference's own forward, so the
+result is the full-image gradient, exactly.
+"""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.fx
+from torch import nn
+from torch.nn import functional
+
+from fusevis.saliency.cone import ConeExecutor, Span, _conv_reach, _cut
+from fusevis.saliency.tensors import OutputChannel, select_output
+
+RELU_FUNCTIONS = {torch.relu, functional.relu}
+ADD_FUNCTIONS = {operator.add, operator.iadd, torch.add}
+CAT_FUNCTIONS = {torch.cat, torch.concat}
+DEFAULT_RECORD_LIMIT = 2 * 1024**3  # bytes a record may hold before rows fall back to the cone
+
+InputKey = tuple[tuple[int, int, tuple[int, ...], torch.dtype, torch.device], ...]
+
+
+def input_key(inputs: tuple[torch.Tensor, ...]) -> InputKey:
+    """Identity of a set of inputs: storage, version counter, shape, dtype and device."""
+    return tuple((x.data_ptr(), x._version, tuple(x.shape), x.dtype, x.device) for x in inputs)
+
+
+@dataclass
+class ForwardRecord:
+    """What the backward sweeps over one set of inputs need from the full-image forward."""
+
+    key: InputKey
+    shape: tuple[int, int]
+    output: torch.Tensor
+    kinds: dict[torch.fx.Node, str] = field(default_factory=dict)
+    masks: dict[torch.fx.Node, torch.Tensor] = field(default_factory=dict)
+    values: dict[torch.fx.Node, torch.Tensor] = field(default_factory=dict)
+    channels: dict[torch.fx.Node, int] = field(default_factory=dict)
+    nbytes: int = 0
+
+
+class RecordTooLarge(Exception):
+    """The record would hold more than the allowed number of bytes."""
+
+
+def _kind(cone: ConeExecutor, node: torch.fx.Node) -> str:
+    """How the backward sweep treats ``node``: conv, relu, add, cat or generic."""
+    if node.op == "call_module":
+        module = cone.modules[node.target]
+        if isinstance(module, nn.Conv2d):
+            return "conv"
+        if type(module) is nn.ReLU:
+            return "relu"
+        return "generic"
+    if node.op == "call_function":
+        if node.target in RELU_FUNCTIONS and not node.kwargs.get("inplace", False):
+            return "relu"
+        if node.target in ADD_FUNCTIONS and not node.kwargs:
+            return "add"
+        if node.target in CAT_FUNCTIONS:
+            return "cat"
+        return "generic"
+    if node.op == "call_method" and node.target == "relu":
+        return "relu"
+    return node.op  # placeholder, get_attr, output, other methods become generic below
+
+
+class _Recorder(torch.fx.Interpreter):
+    """Runs the traced model once over the full image, filling a :class:`ForwardRecord`."""
+
+    def __init__(self, cone: ConeExecutor, record: ForwardRecord, limit: int) -> None:
+        super().__init__(cone.graph_module)
+        self.cone = cone
+        self.record = record
+        self.limit = limit
+
+    def _keep(self, node: torch.fx.Node, tensor: torch.Tensor) -> None:
+        self.record.nbytes += tensor.numel() * tensor.element_size()
+        if self.record.nbytes > self.limit:
+            raise RecordTooLarge(f"{self.record.nbytes} bytes")
+        self.record.values[node] = tensor
+
+    def run_node(self, n: torch.fx.Node) -> Any:
+        kind = _kind(self.cone, n)
+        if kind in ("generic", "call_method"):
+            kind = "generic"
+            for source in n.all_input_nodes:
+                value = self.env[source]
+                if source not in self.record.values and isinstance(value, torch.Tensor):
+                    self._keep(source, value.detach().clone())
+        result = super().run_node(n)
+        if kind == "add" and not _same_shaped(n, self.env, result):
+            kind = "generic"
+            for source in n.all_input_nodes:
+                if source not in self.record.values:
+                    self._keep(source, self.env[source].detach().clone())
+        if kind == "relu":
+            # 1 where the ReLU passes gradient, as uint8 (multiplying by it is several
+            # times faster than masking with a bool), channels-last like the gradients
+            alive = (result > 0).contiguous(memory_format=_layout(result)).view(torch.uint8)
+            self.record.nbytes += alive.numel()
+            if self.record.nbytes > self.limit:
+                raise RecordTooLarge(f"{self.record.nbytes} bytes")
+            self.record.masks[n] = alive
+        if isinstance(result, torch.Tensor) and result.dim() == 4:
+            self.record.channels[n] = int(result.shape[1])
+        self.record.kinds[n] = kind
+        return result
+
+
+def _layout(tensor: torch.Tensor) -> torch.memory_format:
+    """Channels-last for 4-d tensors, the tensor's own layout otherwise."""
+    return torch.channels_last if tensor.dim() == 4 else torch.contiguous_format
+
+
+def _same_shaped(node: torch.fx.Node, env: dict, result: torch.Tensor) -> bool:
+    """Whether every argument of a sum is a tensor node of the result's shape."""
+    sources = node.all_input_nodes
+    return len(sources) == len(node.args) and all(
+        isinstance(env.get(s), torch.Tensor) and env[s].shape == result.shape for s in sources
+    )
+
+
+def record_forward(
+    cone: ConeExecutor, inputs: tuple[torch.Tensor, ...], limit: int = DEFAULT_RECORD_LIMIT
+) -> ForwardRecord | None:
+    """Run the model over the whole image and record what backward sweeps need.
+
+    Returns None when the record would hold more than ``limit`` bytes.
+    """
+    shape = (int(inputs[0].shape[-2]), int(inputs[0].shape[-1]))
+    record = ForwardRecord(input_key(inputs), shape, torch.empty(0))
+    recorder = _Recorder(cone, record, limit)
+    try:
+        with torch.no_grad():
+            record.output = recorder.run(*inputs)
+    except RecordTooLarge:
+        return None
+    return record
+
+
+def _seed(channels: int, like: torch.Tensor, channel: OutputChannel) -> torch.Tensor:
+    """d(selected output)/d(output channels) at one pixel, as a (1, C, 1, 1) tensor."""
+    value = like.new_zeros((1, channels, 1, 1)).requires_grad_(True)
+    with torch.enable_grad():
+        (seed,) = torch.autograd.grad(select_output(value, channel)[0, 0, 0], value)
+    return seed
+
+
+def backward_row(
+    cone: ConeExecutor,
+    record: ForwardRecord,
+    pixel: tuple[int, int],
+    channel: OutputChannel,
+) -> tuple[list[Span], list[torch.Tensor | None]]:
+    """One fused pixel's Jacobian rows by a backward sweep over its cone.
+
+    Returns the span each input's gradient covers and the (1, C, h, w) gradient there (None
+    for an input the pixel does not depend on).
+    """
+    demand = cone.plan(pixel, record.shape)
+    output = next(n for n in reversed(cone.nodes) if n.op == "output")
+    (last,) = cone.sources[output]
+    dtype_like = record.output
+    grads: dict[torch.fx.Node, torch.Tensor] = {
+        last: _seed(record.channels[last], dtype_like, channel)
+    }
+    results: dict[torch.fx.Node, torch.Tensor] = {}
+    for node in reversed(cone.nodes):
+        gradient = grads.pop(node, None)
+        if gradient is None:
+            continue
+        span = demand[node]
+        kind = record.kinds[node]
+        if kind == "placeholder":
+            results[node] = gradient
+        elif kind == "conv":
+            _conv_back(cone, node, gradient, span, record.shape, demand, grads)
+        elif kind == "relu":
+            alive = record.masks[node][..., span.top : span.bottom, span.left : span.right]
+            _accumulate(grads, demand, cone.sources[node][0], span, gradient * alive)
+        elif kind == "add":
+            for source in node.all_input_nodes:
+                _accumulate(grads, demand, source, span, gradient)
+        elif kind == "cat":
+            start = 0
+            for source in node.args[0]:
+                width = record.channels[source]
+                _accumulate(grads, demand, source, span, gradient[:, start : start + width])
+                start += width
+        else:
+            _generic_back(cone, record, node, gradient, span, demand, grads)
+    spans, rows = [], []
+    for node in cone.nodes:
+        if node.op == "placeholder":
+            spans.append(demand.get(node, Span(pixel[0], pixel[0] + 1, pixel[1], pixel[1] + 1)))
+            rows.append(results.get(node))
+    return spans, rows
+
+
+def _accumulate(
+    grads: dict[torch.fx.Node, torch.Tensor],
+    demand: dict[torch.fx.Node, Span],
+    node: torch.fx.Node,
+    span: Span,
+    gradient: torch.Tensor,
+) -> None:
+    """Add ``gradient`` (over ``span``) into ``node``'s gradient (over its demanded span)."""
+    have = demand[node]
+    existing = grads.get(node)
+    if existing is None and have == span:
+        grads[node] = gradient
+        return
+    if existing is None:
+        existing = gradient.new_zeros(
+            (*gradient.shape[:2], have.bottom - have.top, have.right - have.left)
+        )
+    else:
+        existing = existing.clone()  # never add into a tensor another node may share
+    existing[
+        ...,
+        span.top - have.top : span.bottom - have.top,
+        span.left - have.left : span.right - have.left,
+    ] += gradient
+    grads[node] = existing
+
+
+def _conv_back(
+    cone: ConeExecutor,
+    node: torch.fx.Node,
+    gradient: torch.Tensor,
+    span: Span,
+    shape: tuple[int, int],
+    demand: dict[torch.fx.Node, Span],
+    grads: dict[torch.fx.Node, torch.Tensor],
+) -> None:
+    """Send a convolution's output gradient back to its input, clipped to the image."""
+    module = cone.modules[node.target]
+    before, after = _conv_reach(module)
+    wanted = span.grow(before, after)
+    dilation = module.dilation
+    kernel = module.kernel_size
+    back = functional.conv2d(  # the adjoint ('full') convolution: conv_transpose2d, faster
+        gradient,
+        cone._weight(node.target, module, transposed=True),
+        padding=(dilation[0] * (kernel[0] - 1), dilation[1] * (kernel[1] - 1)),
+        dilation=dilation,
+        groups=module.groups,
+    )
+    inside = wanted.clip(*shape)
+    back = _cut(back, wanted, inside)  # gradient reaching the zero padding is dropped
+    _accumulate(grads, demand, cone.sources[node][0], inside, back)
+
+
+def _generic_back(
+    cone: ConeExecutor,
+    record: ForwardRecord,
+    node: torch.fx.Node,
+    gradient: torch.Tensor,
+    span: Span,
+    demand: dict[torch.fx.Node, Span],
+    grads: dict[torch.fx.Node, torch.Tensor],
+) -> None:
+    """Differentiate an element-wise node over ``span`` from its recorded inputs."""
+    leaves: dict[torch.fx.Node, torch.Tensor] = {}
+
+    def convert(value: object) -> object:
+        if isinstance(value, torch.fx.Node):
+            stored = record.values[value]
+            if stored.dim() < 2 or tuple(stored.shape[-2:]) != record.shape:
+                return stored  # a broadcast constant (a parameter, a per-channel scale)
+            crop = stored[..., span.top : span.bottom, span.left : span.right]
+            if record.kinds[value] == "get_attr":
+                return crop
+            if value not in leaves:
+                leaves[value] = crop.detach().requires_grad_(True)
+            return leaves[value].clone()  # in-place operations must not touch the leaf
+        if isinstance(value, (list, tuple)):
+            return type(value)(convert(v) for v in value)
+        return value
+
+    args = convert(node.args)
+    kwargs = {k: convert(v) for k, v in node.kwargs.items()}
+    with torch.enable_grad():
+        if node.op == "call_module":
+            result = cone.modules[node.target](*args, **kwargs)
+        elif node.op == "call_method":
+            subject, *rest = args
+            result = getattr(subject, node.target)(*rest, **kwargs)
+        else:
+            result = node.target(*args, **kwargs)
+        sources = list(leaves)
+        if not sources:
+            return
+        parts = torch.autograd.grad(
+            result, [leaves[s] for s in sources], gradient, allow_unused=True
+        )
+    for source, part in zip(sources, parts, strict=True):
+        if part is not None and source in demand:
+            _accumulate(grads, demand, source, span, part)
