@@ -49,6 +49,7 @@ class ForwardRecord:
     masks: dict[torch.fx.Node, torch.Tensor] = field(default_factory=dict)
     values: dict[torch.fx.Node, torch.Tensor] = field(default_factory=dict)
     channels: dict[torch.fx.Node, int] = field(default_factory=dict)
+    seeds: dict[str, torch.Tensor] = field(default_factory=dict)
     nbytes: int = 0
 
 
@@ -174,10 +175,10 @@ def backward_row(
     demand = cone.plan(pixel, record.shape)
     output = next(n for n in reversed(cone.nodes) if n.op == "output")
     (last,) = cone.sources[output]
-    dtype_like = record.output
-    grads: dict[torch.fx.Node, torch.Tensor] = {
-        last: _seed(record.channels[last], dtype_like, channel)
-    }
+    seed = record.seeds.get(repr(channel))
+    if seed is None:
+        seed = record.seeds[repr(channel)] = _seed(record.channels[last], record.output, channel)
+    grads: dict[torch.fx.Node, torch.Tensor] = {last: seed}
     results: dict[torch.fx.Node, torch.Tensor] = {}
     for node in reversed(cone.nodes):
         gradient = grads.pop(node, None)
@@ -197,7 +198,7 @@ def backward_row(
                 _accumulate(grads, demand, source, span, gradient)
         elif kind == "cat":
             start = 0
-            for source in node.args[0]:
+            for source in node.args[0] if node.args else node.kwargs["tensors"]:
                 width = record.channels[source]
                 _accumulate(grads, demand, source, span, gradient[:, start : start + width])
                 start += width
