@@ -65,3 +65,15 @@ def test_nan_written_into_inputs_checked_before_is_still_caught() -> None:
 
 def test_errors_are_fusevis_errors() -> None:
     assert issubclass(InputError, FuseVisError) and issubclass(ModelError, FuseVisError)
+
+
+def test_prepare_checks_the_inputs_and_the_output() -> None:
+    with pytest.raises(ModelError, match=r"returned \(1, 1, 19, 19\); a fusion model must return"):
+        PixelJacobian(Shrinks()).prepare(inputs())
+    three = (*inputs(), torch.rand(1, 1, 20, 20))
+    with pytest.raises(ModelError, match="DeepFuse fuses 2 inputs, got 3"):
+        PixelJacobian(DeepFuse().eval(), verify=False).prepare(three)
+    bad = torch.rand(1, 1, 20, 20)
+    bad[0, 0, 3, 3] = float("nan")
+    with pytest.raises(InputError, match="input 1: contains NaN"):
+        PixelJacobian(DeepFuse().eval(), verify=False).prepare((bad, torch.rand(1, 1, 20, 20)))
