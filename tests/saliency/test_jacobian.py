@@ -96,6 +96,22 @@ def test_a_record_is_used_only_for_the_inputs_it_was_made_from() -> None:
     assert jacobian.method == "cone"
 
 
+def test_a_record_of_two_dimensional_inputs_serves_them_again() -> None:
+    from .conftest import make_case
+
+    case = make_case("DeepPedestrian", (44, 46))
+    images = tuple(x[0, 0].clone() for x in case.inputs)  # (H, W): new views on every call
+    jacobian = PixelJacobian(case.model)
+    jacobian.prepare(images)
+    jacobian._ways[(torch.float64, "cpu", True)] = (True, torch.backends.mkldnn.enabled)
+    rows = jacobian.attribute(images, pixel=(43, 0))
+    assert jacobian.method == "recorded"
+    xs = tuple(x.clone().requires_grad_(True) for x in case.inputs)
+    expected = torch.autograd.grad(case.model(*xs)[0, 0, 43, 0], xs)
+    for got, want in zip(rows, expected, strict=True):
+        torch.testing.assert_close(got, want, atol=1e-12, rtol=1e-9)
+
+
 def test_single_pixel_shape_and_zero_outside_field(
     case_with_reference: tuple[Case, tuple[torch.Tensor, ...]],
 ) -> None:

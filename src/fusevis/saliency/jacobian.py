@@ -16,7 +16,6 @@ from fusevis.saliency.recorded import (
     DEFAULT_RECORD_LIMIT,
     ForwardRecord,
     backward_row,
-    input_key,
     record_forward,
 )
 from fusevis.saliency.tensors import (
@@ -229,7 +228,7 @@ class PixelJacobian:
                 return [self._full_row(items, p) for p in chosen]
             if cone is not None:
                 record = self._record
-                if record is not None and record.key != input_key(items):
+                if record is not None and not record.made_from(items):
                     record = None
                 use_record, onednn = self._fastest_way(cone, record, items, chosen[0])
                 if record is not None and not use_record:

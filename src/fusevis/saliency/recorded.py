@@ -14,6 +14,7 @@ result is the full-image gradient, exactly.
 from __future__ import annotations
 
 import operator
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,19 +31,13 @@ ADD_FUNCTIONS = {operator.add, operator.iadd, torch.add}
 CAT_FUNCTIONS = {torch.cat, torch.concat}
 DEFAULT_RECORD_LIMIT = 2 * 1024**3  # bytes a record may hold before rows fall back to the cone
 
-InputKey = tuple[tuple[int, int, tuple[int, ...], torch.dtype, torch.device], ...]
-
-
-def input_key(inputs: tuple[torch.Tensor, ...]) -> InputKey:
-    """Identity of a set of inputs: storage, version counter, shape, dtype and device."""
-    return tuple((x.data_ptr(), x._version, tuple(x.shape), x.dtype, x.device) for x in inputs)
-
 
 @dataclass
 class ForwardRecord:
     """What the backward sweeps over one set of inputs need from the full-image forward."""
 
-    key: InputKey
+    inputs: list[weakref.ref]  # the tensors (or their bases) it was made from, not kept alive
+    layouts: tuple[tuple, ...]  # per input: address, shape, strides and version counter
     shape: tuple[int, int]
     output: torch.Tensor
     kinds: dict[torch.fx.Node, str] = field(default_factory=dict)
@@ -51,6 +46,40 @@ class ForwardRecord:
     channels: dict[torch.fx.Node, int] = field(default_factory=dict)
     seeds: dict[str, torch.Tensor] = field(default_factory=dict)
     nbytes: int = 0
+
+    def made_from(self, inputs: tuple[torch.Tensor, ...]) -> bool:
+        """Whether ``inputs`` are the tensors of this record, unmodified since.
+
+        The same tensor objects (or views of the same bases: reshaped inputs are new views
+        on every call) with the same layout and version counter, which every in-place
+        change bumps; a freed tensor whose memory was reused does not match.
+        """
+        return (
+            len(inputs) == len(self.inputs)
+            and all(ref() is _owner(x) for ref, x in zip(self.inputs, inputs, strict=True))
+            and tuple(_layout_of(x) for x in inputs) == self.layouts
+        )
+
+    @classmethod
+    def empty(cls, inputs: tuple[torch.Tensor, ...]) -> ForwardRecord:
+        """A record for ``inputs`` with nothing recorded yet."""
+        shape = (int(inputs[0].shape[-2]), int(inputs[0].shape[-1]))
+        return cls(
+            [weakref.ref(_owner(x)) for x in inputs],
+            tuple(_layout_of(x) for x in inputs),
+            shape,
+            torch.empty(0),
+        )
+
+
+def _owner(tensor: torch.Tensor) -> torch.Tensor:
+    """The tensor that owns ``tensor``'s memory: its base for a view, itself otherwise."""
+    return tensor if tensor._base is None else tensor._base
+
+
+def _layout_of(tensor: torch.Tensor) -> tuple:
+    """Address, shape, strides and version counter: what must not have changed."""
+    return (tensor.data_ptr(), tuple(tensor.shape), tensor.stride(), tensor._version)
 
 
 class RecordTooLarge(Exception):
@@ -142,8 +171,7 @@ def record_forward(
 
     Returns None when the record would hold more than ``limit`` bytes.
     """
-    shape = (int(inputs[0].shape[-2]), int(inputs[0].shape[-1]))
-    record = ForwardRecord(input_key(inputs), shape, torch.empty(0))
+    record = ForwardRecord.empty(inputs)
     recorder = _Recorder(cone, record, limit)
     try:
         with torch.no_grad():
