@@ -192,3 +192,31 @@ def test_the_first_pixel_after_prepare_keeps_the_record_only_if_it_is_faster() -
     use_record, _ = jacobian._ways[(torch.float32, "cpu", True)]
     assert (jacobian._record is not None) == use_record
     assert jacobian.method == ("recorded" if use_record else "cone")
+
+
+class _SumsWithItself(torch.nn.Module):
+    """Conv, ReLU, then h + h and h * 0.5 + h: sums whose arguments repeat one node."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first = torch.nn.Conv2d(2, 4, 3, padding=1)
+        self.last = torch.nn.Conv2d(12, 1, 3, padding=1)
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.first(torch.cat((a, b), dim=1)))
+        return self.last(torch.cat((h + h, h * 0.5 + h, h), dim=1))
+
+
+def test_recorded_sums_count_a_repeated_argument_each_time() -> None:
+    torch.manual_seed(0)
+    model = _SumsWithItself().double().eval()
+    inputs = tuple(torch.rand(1, 1, 16, 17, dtype=torch.float64) for _ in range(2))
+    jacobian = PixelJacobian(model)
+    jacobian.prepare(inputs)
+    jacobian._ways[(torch.float64, "cpu", True)] = (True, torch.backends.mkldnn.enabled)
+    rows = jacobian.attribute(inputs, pixel=(7, 8))
+    assert jacobian.method == "recorded"
+    xs = tuple(x.clone().requires_grad_(True) for x in inputs)
+    expected = torch.autograd.grad(model(*xs)[0, 0, 7, 8], xs)
+    for got, want in zip(rows, expected, strict=True):
+        torch.testing.assert_close(got, want, atol=1e-12, rtol=1e-9)

@@ -12,6 +12,7 @@ computation are exactly those of the full network.
 from __future__ import annotations
 
 import operator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -273,22 +274,29 @@ class ConeExecutor:
                 )  # fmt: skip
             return _call(module, _cut(source, source_span, span))
 
-        def convert(value: object) -> object:
-            if isinstance(value, torch.fx.Node):
-                tensor, value_span = values[value]
-                return _cut(tensor, value_span, span)
-            if isinstance(value, (list, tuple)):
-                return type(value)(convert(v) for v in value)
-            return value
+        def cut(value: torch.fx.Node) -> torch.Tensor:
+            tensor, value_span = values[value]
+            return _cut(tensor, value_span, span)
 
-        args = convert(node.args)
-        kwargs = {k: convert(v) for k, v in node.kwargs.items()}
-        if node.op == "call_method":
-            subject, *rest = args
-            return getattr(subject, node.target)(*rest, **kwargs)
-        if node.target is operator.getitem:
-            raise ConeUnsupported("getitem")
-        return node.target(*args, **kwargs)
+        return call_node(node, self.modules, cut)
+
+
+def call_node(
+    node: torch.fx.Node,
+    modules: dict[str, nn.Module],
+    value_of: Callable[[torch.fx.Node], object],
+) -> object:
+    """Run ``node``'s operation with every node among its arguments replaced by ``value_of``."""
+    args = torch.fx.node.map_arg(node.args, value_of)
+    kwargs = torch.fx.node.map_arg(node.kwargs, value_of)
+    if node.op == "call_module":
+        return modules[node.target](*args, **kwargs)
+    if node.op == "call_method":
+        subject, *rest = args
+        return getattr(subject, node.target)(*rest, **kwargs)
+    if node.target is operator.getitem:
+        raise ConeUnsupported("getitem")
+    return node.target(*args, **kwargs)
 
 
 def _call(module: nn.Module, x: torch.Tensor) -> torch.Tensor:

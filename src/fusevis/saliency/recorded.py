@@ -23,7 +23,7 @@ import torch.fx
 from torch import nn
 from torch.nn import functional
 
-from fusevis.saliency.cone import ConeExecutor, Span, _conv_reach, _cut
+from fusevis.saliency.cone import ConeExecutor, Span, _conv_reach, _cut, call_node
 from fusevis.saliency.tensors import OutputChannel, select_output
 
 RELU_FUNCTIONS = {torch.relu, functional.relu}
@@ -158,9 +158,11 @@ def _layout(tensor: torch.Tensor) -> torch.memory_format:
 
 def _same_shaped(node: torch.fx.Node, env: dict, result: torch.Tensor) -> bool:
     """Whether every argument of a sum is a tensor node of the result's shape."""
-    sources = node.all_input_nodes
-    return len(sources) == len(node.args) and all(
-        isinstance(env.get(s), torch.Tensor) and env[s].shape == result.shape for s in sources
+    return all(
+        isinstance(a, torch.fx.Node)
+        and isinstance(env.get(a), torch.Tensor)
+        and env[a].shape == result.shape
+        for a in node.args
     )
 
 
@@ -222,8 +224,9 @@ def backward_row(
             alive = record.masks[node][..., span.top : span.bottom, span.left : span.right]
             _accumulate(grads, demand, cone.sources[node][0], span, gradient * alive)
         elif kind == "add":
-            for source in node.all_input_nodes:
-                _accumulate(grads, demand, source, span, gradient)
+            for source in node.args:  # x + x sends the gradient to x twice
+                if isinstance(source, torch.fx.Node):
+                    _accumulate(grads, demand, source, span, gradient)
         elif kind == "cat":
             start = 0
             for source in node.args[0] if node.args else node.kwargs["tensors"]:
@@ -306,31 +309,19 @@ def _generic_back(
     """Differentiate an element-wise node over ``span`` from its recorded inputs."""
     leaves: dict[torch.fx.Node, torch.Tensor] = {}
 
-    def convert(value: object) -> object:
-        if isinstance(value, torch.fx.Node):
-            stored = record.values[value]
-            if stored.dim() < 2 or tuple(stored.shape[-2:]) != record.shape:
-                return stored  # a broadcast constant (a parameter, a per-channel scale)
-            crop = stored[..., span.top : span.bottom, span.left : span.right]
-            if record.kinds[value] == "get_attr":
-                return crop
-            if value not in leaves:
-                leaves[value] = crop.detach().requires_grad_(True)
-            return leaves[value].clone()  # in-place operations must not touch the leaf
-        if isinstance(value, (list, tuple)):
-            return type(value)(convert(v) for v in value)
-        return value
+    def window_of(value: torch.fx.Node) -> torch.Tensor:
+        stored = record.values[value]
+        if stored.dim() < 2 or tuple(stored.shape[-2:]) != record.shape:
+            return stored  # a broadcast constant (a parameter, a per-channel scale)
+        crop = stored[..., span.top : span.bottom, span.left : span.right]
+        if record.kinds[value] == "get_attr":
+            return crop
+        if value not in leaves:
+            leaves[value] = crop.detach().requires_grad_(True)
+        return leaves[value].clone()  # in-place operations must not touch the leaf
 
-    args = convert(node.args)
-    kwargs = {k: convert(v) for k, v in node.kwargs.items()}
     with torch.enable_grad():
-        if node.op == "call_module":
-            result = cone.modules[node.target](*args, **kwargs)
-        elif node.op == "call_method":
-            subject, *rest = args
-            result = getattr(subject, node.target)(*rest, **kwargs)
-        else:
-            result = node.target(*args, **kwargs)
+        result = call_node(node, cone.modules, window_of)
         sources = list(leaves)
         if not sources:
             return
