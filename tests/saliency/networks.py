@@ -120,6 +120,6 @@ class DataDependent(nn.Module):
 
     def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
         h = self.conv(torch.cat((x1, x2), dim=1))
-        if float(h.mean()) > 1e9:  # never true, but fx cannot know
+        if float(h.detach().mean()) > 1e9:  # never true, but fx cannot know
             return h * 0
         return torch.tanh(h)
