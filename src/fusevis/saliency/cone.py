@@ -104,6 +104,10 @@ class ConeExecutor:
             raise ConeUnsupported(str(error)) from None
         self.nodes = list(self.graph_module.graph.nodes)
         self.sources = {node: tuple(node.all_input_nodes) for node in self.nodes}
+        outputs = [n for n in self.nodes if n.op == "output"]
+        if len(outputs) != 1:
+            raise ConeUnsupported("a graph without exactly one output")
+        self.output = outputs[0]
         self._template: dict[torch.fx.Node, Span] | None = None
         self._template_extent = Span(0, 0, 0, 0)
         self.num_inputs = num_inputs
@@ -170,9 +174,8 @@ class ConeExecutor:
         self, pixel: tuple[int, int], shape: tuple[int, int] | None
     ) -> dict[torch.fx.Node, Span]:
         demand: dict[torch.fx.Node, Span] = {}
-        output = next(n for n in reversed(self.nodes) if n.op == "output")
         target = Span(pixel[0], pixel[0] + 1, pixel[1], pixel[1] + 1)
-        for arg in self.sources[output]:
+        for arg in self.sources[self.output]:
             demand[arg] = target
         for node in reversed(self.nodes):
             if node not in demand or node.op == "output":

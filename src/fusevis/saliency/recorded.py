@@ -6,9 +6,9 @@ forward over the whole image can record what a backward pass needs — nothing f
 convolutions, sums and concatenations, the sign pattern of every ReLU, and the inputs of
 other element-wise operations — after which a pixel costs only the reverse sweep over its
 cone: every node's gradient over the span the cone's plan gives it, convolutions turned
-back with ``conv_transpose2d``, ReLUs masked, other element-wise operations differentiated
-by autograd over the span. The full-image forward is the reference's own forward, so the
-result is the full-image gradient, exactly.
+back by the adjoint ('full') convolution, ReLUs masked, other element-wise operations
+differentiated by autograd over the span. The full-image forward is the reference's own
+forward, so the result is the full-image gradient, exactly.
 """
 
 from __future__ import annotations
@@ -103,9 +103,9 @@ def _kind(cone: ConeExecutor, node: torch.fx.Node) -> str:
         if node.target in CAT_FUNCTIONS:
             return "cat"
         return "generic"
-    if node.op == "call_method" and node.target == "relu":
-        return "relu"
-    return node.op  # placeholder, get_attr, output, other methods become generic below
+    if node.op == "call_method":
+        return "relu" if node.target == "relu" else "generic"
+    return node.op  # placeholder, get_attr, output
 
 
 class _Recorder(torch.fx.Interpreter):
@@ -117,33 +117,33 @@ class _Recorder(torch.fx.Interpreter):
         self.record = record
         self.limit = limit
 
-    def _keep(self, node: torch.fx.Node, tensor: torch.Tensor) -> None:
-        self.record.nbytes += tensor.numel() * tensor.element_size()
+    def _charge(self, nbytes: int) -> None:
+        """Count ``nbytes`` more against the limit."""
+        self.record.nbytes += nbytes
         if self.record.nbytes > self.limit:
             raise RecordTooLarge(f"{self.record.nbytes} bytes")
-        self.record.values[node] = tensor
+
+    def _keep_inputs(self, node: torch.fx.Node) -> None:
+        """Store a copy of every tensor argument of ``node`` not stored yet."""
+        for source in node.all_input_nodes:
+            value = self.env[source]
+            if source not in self.record.values and isinstance(value, torch.Tensor):
+                self._charge(value.numel() * value.element_size())
+                self.record.values[source] = value.detach().clone()
 
     def run_node(self, n: torch.fx.Node) -> Any:
         kind = _kind(self.cone, n)
-        if kind in ("generic", "call_method"):
-            kind = "generic"
-            for source in n.all_input_nodes:
-                value = self.env[source]
-                if source not in self.record.values and isinstance(value, torch.Tensor):
-                    self._keep(source, value.detach().clone())
+        if kind == "generic":  # before it runs: an in-place operation changes its input
+            self._keep_inputs(n)
         result = super().run_node(n)
         if kind == "add" and not _same_shaped(n, self.env, result):
-            kind = "generic"
-            for source in n.all_input_nodes:
-                if source not in self.record.values:
-                    self._keep(source, self.env[source].detach().clone())
+            kind = "generic"  # a broadcasting sum: differentiated like other element-wise ops
+            self._keep_inputs(n)
         if kind == "relu":
             # 1 where the ReLU passes gradient, as uint8 (multiplying by it is several
             # times faster than masking with a bool), channels-last like the gradients
             alive = (result > 0).contiguous(memory_format=_layout(result)).view(torch.uint8)
-            self.record.nbytes += alive.numel()
-            if self.record.nbytes > self.limit:
-                raise RecordTooLarge(f"{self.record.nbytes} bytes")
+            self._charge(alive.numel())
             self.record.masks[n] = alive
         if isinstance(result, torch.Tensor) and result.dim() == 4:
             self.record.channels[n] = int(result.shape[1])
@@ -203,8 +203,7 @@ def backward_row(
     for an input the pixel does not depend on).
     """
     demand = cone.plan(pixel, record.shape)
-    output = next(n for n in reversed(cone.nodes) if n.op == "output")
-    (last,) = cone.sources[output]
+    (last,) = cone.sources[cone.output]
     seed = record.seeds.get(repr(channel))
     if seed is None:
         seed = record.seeds[repr(channel)] = _seed(record.channels[last], record.output, channel)

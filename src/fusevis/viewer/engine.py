@@ -121,10 +121,8 @@ class ViewerData:
         jacobian = PixelJacobian(model)
         # one full-image forward gives the fused image and the record that makes every
         # hover a backward sweep only; the first pixel then picks the fastest way
-        output = jacobian.prepare(self.tensors)
+        output = jacobian.prepare(self.tensors)  # checks the output's shape (ModelError)
         fused = select_output(output, 0)[0].detach().numpy().astype(np.float32)
-        if fused.shape != self.shape:
-            raise FuseVisError(f"{name} returned a {fused.shape} image for {self.shape} inputs")
         jacobian.attribute_window(self.tensors, (self.shape[0] // 2, self.shape[1] // 2))
         return ModelSession(name, model, fused, jacobian)
 
