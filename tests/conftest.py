@@ -50,3 +50,16 @@ def artifacts() -> Path:
     """Where tests leave screenshots (kept by CI, ignored by git)."""
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark tests by what they use: ``browser`` (Chromium) and ``paper`` (the paper's data).
+
+    ``make test-fast`` deselects these and ``slow``; ``make test`` runs everything.
+    """
+    for item in items:
+        fixtures = getattr(item, "fixturenames", ())
+        if "chromium_path" in fixtures:
+            item.add_marker(pytest.mark.browser)
+        if "paper" in fixtures:
+            item.add_marker(pytest.mark.paper)

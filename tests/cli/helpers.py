@@ -1,26 +1,21 @@
-"""Running the real ``fusevis`` command in a subprocess."""
+"""Running the real ``fusevis`` command in a subprocess (see ``tests/security/harm.py``)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
+from tests.security.harm import Measured
+from tests.security.harm import fusevis as _measured_fusevis
 
 
-def fusevis(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m fusevis ARGS`` and capture its output."""
-    return subprocess.run(
-        [sys.executable, "-m", "fusevis", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=timeout,
-    )
+def fusevis(*args: str, timeout: float = 300) -> Measured:
+    """Run ``python -m fusevis ARGS`` (no memory cap) and capture its output."""
+    result = _measured_fusevis(*args, timeout=timeout, memory_cap=None)
+    assert not result.timed_out, f"fusevis {' '.join(args)} ran past {timeout} s"
+    return result
 
 
-def assert_one_line_error(result: subprocess.CompletedProcess[str], fragment: str) -> None:
+def assert_one_line_error(result: Measured, fragment: str) -> None:
     """Exit status 2, one ``error:`` line naming the problem, no traceback."""
-    assert result.returncode == 2, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: ") and fragment in lines[0], lines[0]
-    assert "Traceback" not in result.stderr
+    result.assert_one_line_error(fragment)
+
+
+__all__ = ["Measured", "assert_one_line_error", "fusevis"]

@@ -56,11 +56,14 @@ def _limit_memory(cap: int) -> None:
 def run_measured(
     args: list[str],
     timeout: float = 60.0,
-    memory_cap: int = 3 * GIB,
+    memory_cap: int | None = 3 * GIB,
     cwd: str | Path | None = None,
     env: dict[str, str] | None = None,
 ) -> Measured:
-    """Run ``args`` as a child, killed after ``timeout`` seconds; measure its peak RSS."""
+    """Run ``args`` as a child, killed after ``timeout`` seconds; measure its peak RSS.
+
+    ``memory_cap`` bounds the child's data segment (None: no cap).
+    """
     child_env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         start = time.monotonic()
@@ -71,7 +74,7 @@ def run_measured(
             stdin=subprocess.DEVNULL,
             cwd=cwd,
             env=child_env,
-            preexec_fn=lambda: _limit_memory(memory_cap),  # noqa: PLW1509
+            preexec_fn=None if memory_cap is None else lambda: _limit_memory(memory_cap),
         )
         timed_out = False
         while True:
