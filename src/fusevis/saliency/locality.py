@@ -143,8 +143,9 @@ def measure_fields(
                     support = grad.abs().sum(dim=0).nonzero()
                     if support.numel() == 0:
                         continue
-                    r_lo, c_lo = (support.min(dim=0).values - torch.tensor(pixel, device=support.device)).tolist()
-                    r_hi, c_hi = (support.max(dim=0).values - torch.tensor(pixel, device=support.device)).tolist()
+                    origin = torch.tensor(pixel, device=support.device)
+                    r_lo, c_lo = (support.min(dim=0).values - origin).tolist()
+                    r_hi, c_hi = (support.max(dim=0).values - origin).tolist()
                     b = bounds[index]
                     bounds[index] = [
                         min(b[0], r_lo),
