@@ -18,10 +18,11 @@ from typing import Any
 
 from torch import nn
 
-from fusevis.errors import ModelError
+from fusevis.errors import FuseVisError, ModelError
 from fusevis.models.averaging import WeightedAverage
 from fusevis.models.paper import DeepFuse, DeepPedestrian, FunFuseAn, MaskNet
-from fusevis.models.weights import apply_state, load_state, read_metadata
+from fusevis.models.safe_pickle import one_line
+from fusevis.models.weights import load_weights, read_metadata
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 
@@ -121,10 +122,18 @@ def get_model(name: str, weights: str | Path | None = "DEFAULT") -> nn.Module:
     ----------
     name : str
         A name from :func:`list_models`.
-    weights : {"DEFAULT"}, path or None
+    weights : {"DEFAULT"}, path, mapping, list or None
         ``"DEFAULT"`` loads the shipped weights (random init for networks without any, such
         as WeightedAverage, which has no parameters); ``None`` keeps random initialisation;
-        a path loads that file (safetensors, state-dict pickle or pickled module).
+        a path loads that file (safetensors, state-dict pickle or pickled module;
+        ``FILE#key`` picks a nested dict); ``"part=FILE,part=FILE"``, a ``{part: FILE}``
+        mapping or a list of ``part=FILE`` loads each file into that sub-module (see
+        :func:`fusevis.models.weights.parse_weights`).
+
+    Raises
+    ------
+    ModelError
+        For an unknown name or any problem with the weights (one line naming the file).
     """
     entry = get_entry(name)
     model = entry.builder()
@@ -132,7 +141,20 @@ def get_model(name: str, weights: str | Path | None = "DEFAULT") -> nn.Module:
     return model.eval()
 
 
-def _load_into(model: nn.Module, entry: ModelEntry | None, weights: str | Path | None) -> None:
+def _load_into(model: nn.Module, entry: ModelEntry | None, weights: Any) -> None:
+    """Load ``weights`` into ``model``; any failure is a :class:`ModelError` (one line)."""
+    try:
+        _load_weights_spec(model, entry, weights)
+    except FuseVisError:
+        raise
+    except Exception as error:  # noqa: BLE001 - the last resort: never another exception type
+        raise ModelError(
+            f"{one_line(weights, 200)}: cannot load weights "
+            f"({type(error).__name__}: {one_line(error, 160)})"
+        ) from None
+
+
+def _load_weights_spec(model: nn.Module, entry: ModelEntry | None, weights: Any) -> None:
     if weights is None:
         return
     if isinstance(weights, str) and weights.upper() in ("DEFAULT", "PRETRAINED"):
@@ -143,11 +165,8 @@ def _load_into(model: nn.Module, entry: ModelEntry | None, weights: str | Path |
             if any(True for _ in model.parameters()):
                 raise ModelError(f"{entry.name} ships no pretrained weights; pass --weights")
             return
-        path: Path = chosen.path
-    else:
-        path = Path(weights)
-    state, _ = load_state(path)
-    apply_state(model, state, path)
+        weights = chosen.path
+    load_weights(model, weights)
 
 
 def _import_user_object(spec: str) -> Any:
