@@ -33,13 +33,30 @@ def _dataset(path: Path, pixels: np.ndarray) -> FileDataset:
     return ds
 
 
-def write_dicom_series(folder: Path, volume: np.ndarray, shuffle: bool = False) -> Path:
-    """Write volume[k] as slice k at z = 3·k mm (file names in a shuffled order)."""
-    folder.mkdir(parents=True)
+def write_dicom_series(
+    folder: Path,
+    volume: np.ndarray,
+    shuffle: bool = False,
+    modality: str = "CT",
+    series_uid: str | None = None,
+    description: str | None = None,
+    prefix: str = "img",
+) -> Path:
+    """Write volume[k] as slice k at z = 3·k mm (file names in a shuffled order).
+
+    With ``series_uid`` the files carry that SeriesInstanceUID (and ``description``), so
+    that several series can share one folder.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
     order = np.random.default_rng(1).permutation(len(volume)) if shuffle else range(len(volume))
     for file_index, k in enumerate(order):
-        path = folder / f"img{file_index:03d}.dcm"
+        path = folder / f"{prefix}{file_index:03d}.dcm"
         ds = _dataset(path, volume[k])
+        ds.Modality = modality
+        if series_uid is not None:
+            ds.SeriesInstanceUID = series_uid
+        if description is not None:
+            ds.SeriesDescription = description
         ds.ImagePositionPatient = [0.0, 0.0, 3.0 * float(k)]
         ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
         ds.InstanceNumber = int(file_index)

@@ -30,7 +30,7 @@ class PairedDataset(Sequence[ImageSet]):
         The dataset folder.
     modalities : sequence of str
         Subfolder names, in input order (input 1 first).
-    color, normalize :
+    color, normalize, max_pixels :
         Passed to :func:`fusevis.io.load_images` for every set.
     """
 
@@ -40,8 +40,10 @@ class PairedDataset(Sequence[ImageSet]):
         modalities: Sequence[str] = ("mri", "pet"),
         color: ColorMode = "gray",
         normalize: NormalizeMode = "minmax",
+        max_pixels: int | None = None,
     ) -> None:
         self.root = Path(root)
+        self.max_pixels = max_pixels
         self.modalities = tuple(modalities)
         self.color: ColorMode = color
         self.normalize: NormalizeMode = normalize
@@ -81,7 +83,9 @@ class PairedDataset(Sequence[ImageSet]):
 
     def __getitem__(self, index: int) -> ImageSet:  # type: ignore[override]
         paths = self._paths[index]
-        return load_images(paths, self.color, self.normalize, name=self.names[index])
+        return load_images(
+            paths, self.color, self.normalize, name=self.names[index], max_pixels=self.max_pixels
+        )
 
     def paths(self, index: int) -> list[Path]:
         """The files of set ``index``, in modality order."""

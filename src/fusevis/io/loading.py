@@ -14,7 +14,7 @@ from fusevis.errors import InputError
 from fusevis.io.color import luminance, rgb_to_ycbcr
 from fusevis.io.image import Image
 from fusevis.io.normalize import NormalizeMode, check_finite, normalize
-from fusevis.io.readers import RawArray, is_volume, read_raster, read_volume
+from fusevis.io.readers import RawArray, SeriesChoice, is_volume, read_raster, read_volume
 
 ColorMode = Literal["gray", "ycbcr"]
 PathLike_ = str | PathLike[str]
@@ -141,6 +141,20 @@ def volume_slice(raw: RawArray, source: Path, index: int | None, axis: int) -> R
     return RawArray(np.ascontiguousarray(plane), spacing)
 
 
+def series_per_path(
+    series: SeriesChoice | Sequence[SeriesChoice], count: int
+) -> list[SeriesChoice]:
+    """One DICOM series choice per input: a single choice (or None) applies to all."""
+    if series is None or isinstance(series, (int, str)):
+        return [series] * count
+    choices = list(series)
+    if len(choices) == 1:
+        return choices * count
+    if len(choices) != count:
+        raise InputError(None, f"{len(choices)} series choices for {count} inputs")
+    return choices
+
+
 def load_image(
     path: PathLike_,
     color: ColorMode = "gray",
@@ -148,6 +162,8 @@ def load_image(
     percentiles: tuple[float, float] = (1.0, 99.0),
     slice_index: int | None = None,
     axis: int = 2,
+    max_pixels: int | None = None,
+    series: SeriesChoice = None,
 ) -> Image:
     """Read one 2-D image, or one slice of a volume, as a normalised :class:`Image`.
 
@@ -168,13 +184,21 @@ def load_image(
         For volumes, the axis to slice along. NIfTI volumes are reoriented to RAS+ first, so
         axis 2 gives axial slices (shown anterior up); for DICOM, axis 2 runs over the stored
         images.
+    max_pixels : int or None
+        The most pixels (2-D images) or voxels (volumes) a file may announce; refused from
+        its header before decoding. Default: ``$FUSEVIS_MAX_PIXELS``, else 67,108,864
+        (:data:`fusevis.io.limits.DEFAULT_MAX_PIXELS`).
+    series : int, str or None
+        For a DICOM folder holding several series: the one to read, by its 1-based index in
+        the listing the refusal shows, its SeriesInstanceUID or a unique end of the UID.
     """
     source = Path(path)
     if is_volume(source):
-        raw = volume_slice(read_volume(source), source, slice_index, axis)
+        volume = read_volume(source, max_pixels, series)
+        raw = volume_slice(volume, source, slice_index, axis)
         label = f"{source}[axis {axis}, slice {slice_index if slice_index is not None else 'mid'}]"
     else:
-        raw = read_raster(source)
+        raw = read_raster(source, max_pixels)
         label = str(source)
     try:
         return image_from_array(raw.pixels, label, color, normalize, percentiles, raw.spacing)
@@ -190,13 +214,19 @@ def load_images(
     slice_index: int | None = None,
     axis: int = 2,
     name: str = "",
+    max_pixels: int | None = None,
+    series: SeriesChoice | Sequence[SeriesChoice] = None,
 ) -> ImageSet:
     """Read registered images (one per input) into an :class:`ImageSet`.
 
     All files are read with the same options (see :func:`load_image`); their shapes must
-    agree.
+    agree. ``series`` is one choice for every DICOM folder, or a sequence of one per path.
     """
-    images = [load_image(p, color, normalize, percentiles, slice_index, axis) for p in paths]
+    choices = series_per_path(series, len(paths))
+    images = [
+        load_image(p, color, normalize, percentiles, slice_index, axis, max_pixels, choice)
+        for p, choice in zip(paths, choices, strict=True)
+    ]
     return ImageSet(images, name=name or "+".join(Path(p).name for p in paths))
 
 
@@ -205,14 +235,19 @@ def volume_slices(
     axis: int = 2,
     color: ColorMode = "gray",
     normalize: NormalizeMode = "minmax",
+    max_pixels: int | None = None,
+    series: SeriesChoice | Sequence[SeriesChoice] = None,
 ) -> Iterator[ImageSet]:
     """Yield an :class:`ImageSet` for every slice of N registered volumes.
 
     Slices where any input is constant (empty background) are skipped, because they cannot
-    be normalised.
+    be normalised. ``max_pixels`` and ``series`` are as for :func:`load_images`.
     """
     sources = [Path(p) for p in paths]
-    volumes = [read_volume(p) for p in sources]
+    choices = series_per_path(series, len(sources))
+    volumes = [
+        read_volume(p, max_pixels, choice) for p, choice in zip(sources, choices, strict=True)
+    ]
     depths = {v.pixels.shape[axis] for v in volumes}
     if len(depths) != 1:
         raise InputError(sources[-1], f"volumes have differing depth along axis {axis}")
