@@ -12,8 +12,10 @@ from fusevis.cli.options import (
     Axis,
     Color,
     Inputs,
+    MaxPixels,
     ModelName,
     Normalize,
+    Series,
     SliceIndex,
     WeightsPath,
     read_inputs,
@@ -33,6 +35,8 @@ def fuse_command(
     slice_index: SliceIndex = None,
     axis: Axis = 2,
     device: Annotated[str, typer.Option(help="cpu or cuda")] = "cpu",
+    max_pixels: MaxPixels = None,
+    series: Series = None,
 ) -> None:
     """Fuse INPUT images with a network and write the fused image.
 
@@ -40,7 +44,7 @@ def fuse_command(
     outputs keep the network's raw values. With --color ycbcr the fused Y is recoloured
     with the colour input's Cb/Cr (PNG becomes RGB; .npz also stores ``rgb``).
     """
-    image_set = read_inputs(inputs, color, normalize, slice_index, axis)
+    image_set = read_inputs(inputs, color, normalize, slice_index, axis, max_pixels, series)
     network = resolve_model(model, weights if weights is not None else "DEFAULT")
     fused = fuse(network, image_set.stack(), device)
     colour = image_set.color_image

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from fusevis.io import ImageSet, load_images
+from fusevis.io.limits import DEFAULT_MAX_PIXELS, MAX_PIXELS_ENV
 
 Inputs = Annotated[list[Path], typer.Argument(help="Registered input images, input 1 first.")]
 ModelName = Annotated[
@@ -26,11 +27,39 @@ SliceIndex = Annotated[
     int | None, typer.Option("--slice", help="Slice of volume inputs (default: middle).")
 ]
 Axis = Annotated[int, typer.Option(help="Axis to slice volume inputs along.")]
+MaxPixels = Annotated[
+    int | None,
+    typer.Option(
+        "--max-pixels",
+        min=1,
+        help=(
+            "Largest image (pixels) or volume (voxels) an input may announce; checked from "
+            f"the file's header before decoding. Default: ${MAX_PIXELS_ENV}, else "
+            f"{DEFAULT_MAX_PIXELS}."
+        ),
+    ),
+]
+Series = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--series",
+        help=(
+            "DICOM folder holding several series: the one to read, by its number in the "
+            "listing, its UID or the UID's end; repeat to choose one per input."
+        ),
+    ),
+]
 Device = Annotated[str, typer.Option(help="auto (CUDA when available), cpu or cuda.")]
 
 
 def read_inputs(
-    inputs: list[Path], color: str, normalize: str, slice_index: int | None, axis: int
+    inputs: list[Path],
+    color: str,
+    normalize: str,
+    slice_index: int | None,
+    axis: int,
+    max_pixels: int | None = None,
+    series: list[str] | None = None,
 ) -> ImageSet:
     """Load the command's input images with the shared options."""
     return load_images(
@@ -39,6 +68,8 @@ def read_inputs(
         normalize=normalize,  # type: ignore[arg-type]
         slice_index=slice_index,
         axis=axis,
+        max_pixels=max_pixels,
+        series=series or None,
     )
 
 

@@ -12,6 +12,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from fusevis.analysis import analyse_set, automatic_regions
 from fusevis.analysis.regions import mask_regions
 from fusevis.analysis.report import write_report
+from fusevis.cli.options import MaxPixels, Series
 from fusevis.cli.view import load_named_models
 from fusevis.errors import InputError
 from fusevis.io import load_image, load_images
@@ -57,12 +58,14 @@ def report_command(
     ] = None,
     influence: Influence = True,
     cache: CacheDir = None,
+    max_pixels: MaxPixels = None,
+    series: Series = None,
 ) -> None:
     """Compare networks on one image set: fused images, maps, metrics, per-region statistics."""
-    image_set = load_images(inputs)
+    image_set = load_images(inputs, max_pixels=max_pixels, series=series or None)
     arrays = [image.data for image in image_set]
     if mask is not None:
-        mask_image = load_image(mask, normalize="none")
+        mask_image = load_image(mask, normalize="none", max_pixels=max_pixels)
         if mask_image.shape != image_set[0].shape:
             raise InputError(mask, f"mask shape {mask_image.shape} differs from the inputs")
         regions = mask_regions(np.asarray(mask_image.data))

@@ -16,8 +16,10 @@ from fusevis.cli.options import (
     Color,
     Device,
     Inputs,
+    MaxPixels,
     ModelName,
     Normalize,
+    Series,
     SliceIndex,
     WeightsPath,
     read_inputs,
@@ -49,8 +51,10 @@ def _prepare(
     slice_index: int | None,
     axis: int,
     device: str,
+    max_pixels: int | None = None,
+    series: list[str] | None = None,
 ) -> tuple[ImageSet, torch.nn.Module, list[torch.Tensor]]:
-    image_set = read_inputs(inputs, color, normalize, slice_index, axis)
+    image_set = read_inputs(inputs, color, normalize, slice_index, axis, max_pixels, series)
     network = resolve_model(model, weights if weights is not None else "DEFAULT")
     check_input_count(network, len(image_set))
     chosen = pick_device(device)
@@ -118,6 +122,8 @@ def saliency_command(
     slice_index: SliceIndex = None,
     axis: Axis = 2,
     device: Device = "auto",
+    max_pixels: MaxPixels = None,
+    series: Series = None,
 ) -> None:
     """Saliency maps of one fused pixel: each input's Jacobian row (or another method).
 
@@ -127,7 +133,7 @@ def saliency_command(
     if output.suffix not in (".npz", ".png"):
         raise InputError(output, "saliency output must be .npz or .png")
     image_set, network, tensors = _prepare(
-        inputs, model, weights, color, normalize, slice_index, axis, device
+        inputs, model, weights, color, normalize, slice_index, axis, device, max_pixels, series
     )
     if method == "jacobian":
         explainer = PixelJacobian(network, channel)
@@ -233,6 +239,8 @@ def guidance_command(
     slice_index: SliceIndex = None,
     axis: Axis = 2,
     device: Device = "auto",
+    max_pixels: MaxPixels = None,
+    series: Series = None,
 ) -> None:
     """Guidance maps (the Jacobian's diagonal) of every fused pixel, exactly.
 
@@ -242,7 +250,7 @@ def guidance_command(
     if output.suffix not in (".npz", ".h5", ".hdf5", ".zarr", ".png"):
         raise InputError(output, "guidance output must be .npz, .h5, .zarr or .png")
     image_set, network, tensors = _prepare(
-        inputs, model, weights, color, normalize, slice_index, axis, device
+        inputs, model, weights, color, normalize, slice_index, axis, device, max_pixels, series
     )
     name_list = [n for n in names.split(",") if n]
     if paper_layout and len(name_list) != len(image_set):

@@ -12,6 +12,7 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from fusevis import __version__
+from fusevis.cli.options import MaxPixels
 from fusevis.errors import FuseVisError
 from fusevis.io import PairedDataset, load_images
 from fusevis.models.registry import resolve_model
@@ -63,6 +64,7 @@ def train_command(
         list[Path] | None, typer.Option(help="Two images to score SSIM on (repeat twice).")
     ] = None,
     device: str = "cpu",
+    max_pixels: MaxPixels = None,
 ) -> None:
     """Train MODEL on a paired dataset with the FuseVis paper's SSIM + MSE loss.
 
@@ -71,7 +73,7 @@ def train_command(
     scores on --test-pair, and this exact command).
     """
     names = _modalities(modalities)
-    dataset = PairedDataset(data, names, color="gray", normalize="minmax")
+    dataset = PairedDataset(data, names, color="gray", normalize="minmax", max_pixels=max_pixels)
     count = len(dataset) if limit is None else min(limit, len(dataset))
     with Progress(
         TextColumn("loading"),
@@ -123,7 +125,7 @@ def train_command(
         summary = train(network, pairs, out, config, resume=resume, progress=report)
     scores: dict[str, float] = {}
     if test_pair:
-        scores = ssim_scores(network.cpu(), load_images(test_pair))
+        scores = ssim_scores(network.cpu(), load_images(test_pair, max_pixels=max_pixels))
     metadata = {
         "model": type(network).__name__,
         "trained_on": f"{data} ({count} pairs, modalities {', '.join(names)})",
