@@ -10,6 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from fusevis.analysis.dataset_run import analyze, summary_paths
 from fusevis.cli.report import Influence, ModelList, WeightsList
+from fusevis.io.writers import check_writable
 
 
 def analyze_command(
@@ -31,6 +32,7 @@ def analyze_command(
     Runs on a Dask LocalCluster (or --scheduler); a rerun skips finished groups, so an
     interrupted run resumes where it stopped.
     """
+    check_writable(out, "folder")
     columns = (
         TextColumn("analyze"),
         BarColumn(),

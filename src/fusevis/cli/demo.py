@@ -19,6 +19,7 @@ from rich.table import Table
 
 from fusevis.cli.view import Host, NoBrowser, Port, build_viewer_data
 from fusevis.io import load_demo, save_image
+from fusevis.io.writers import check_writable
 from fusevis.models.inference import as_tensors, minmax
 from fusevis.models.registry import get_entry, get_model, list_models
 from fusevis.saliency import PixelJacobian, SaliencyMaps, cached_maps
@@ -147,6 +148,7 @@ def demo_command(
 
 def static_demo(name: str, out: Path, pixel: tuple[int, int], guidance_model: str) -> None:
     """The figures-and-table demo (``fusevis demo --static``)."""
+    check_writable(out, "folder")
     image_set = load_demo(name)
     tensors = as_tensors(image_set.stack())
     out.mkdir(parents=True, exist_ok=True)

@@ -21,6 +21,7 @@ from fusevis.cli.options import (
     read_inputs,
 )
 from fusevis.io import recolor, save_image
+from fusevis.io.writers import check_writable
 from fusevis.models.inference import fuse, minmax
 from fusevis.models.registry import resolve_model
 
@@ -44,6 +45,7 @@ def fuse_command(
     outputs keep the network's raw values. With --color ycbcr the fused Y is recoloured
     with the colour input's Cb/Cr (PNG becomes RGB; .npz also stores ``rgb``).
     """
+    check_writable(output)
     image_set = read_inputs(inputs, color, normalize, slice_index, axis, max_pixels, series)
     network = resolve_model(model, weights if weights is not None else "DEFAULT")
     fused = fuse(network, image_set.stack(), device)

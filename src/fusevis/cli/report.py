@@ -16,6 +16,7 @@ from fusevis.cli.options import MaxPixels, Series
 from fusevis.cli.view import load_named_models
 from fusevis.errors import InputError
 from fusevis.io import load_image, load_images
+from fusevis.io.writers import check_writable
 from fusevis.saliency import MapCache
 
 ModelList = Annotated[
@@ -62,6 +63,7 @@ def report_command(
     series: Series = None,
 ) -> None:
     """Compare networks on one image set: fused images, maps, metrics, per-region statistics."""
+    check_writable(out, "folder")
     image_set = load_images(inputs, max_pixels=max_pixels, series=series or None)
     arrays = [image.data for image in image_set]
     if mask is not None:

@@ -26,6 +26,7 @@ from fusevis.cli.options import (
 )
 from fusevis.errors import FuseVisError, InputError
 from fusevis.io import ImageSet
+from fusevis.io.writers import atomic_output, check_writable
 from fusevis.models.inference import as_tensors, check_input_count
 from fusevis.models.registry import resolve_model
 from fusevis.saliency import METHODS, PixelJacobian, SaliencyMaps, Window, cached_maps
@@ -132,6 +133,7 @@ def saliency_command(
     """
     if output.suffix not in (".npz", ".png"):
         raise InputError(output, "saliency output must be .npz or .png")
+    check_writable(output)  # before the work, so that none is lost
     image_set, network, tensors = _prepare(
         inputs, model, weights, color, normalize, slice_index, axis, device, max_pixels, series
     )
@@ -148,18 +150,17 @@ def saliency_command(
     with torch.no_grad():
         fused = forward_selected(network, tensors, channel)[0].cpu().numpy()
     maps = [r[0].sum(dim=0).cpu().numpy() for r in rows]
-    if output.suffix == ".npz":
-        output.parent.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(
-            output,
-            fused=fused,
-            pixel=np.array(pixel),
-            **{f"{prefix}_{k}": r[0].cpu().numpy() for k, r in enumerate(rows)},
-        )
-    else:
-        _panels(
-            output, image_set, fused, maps, "J" if prefix == "jacobian" else method, pixel, window
-        )
+    with atomic_output(output) as temporary:
+        if output.suffix == ".npz":
+            np.savez_compressed(
+                temporary,
+                fused=fused,
+                pixel=np.array(pixel),
+                **{f"{prefix}_{k}": r[0].cpu().numpy() for k, r in enumerate(rows)},
+            )
+        else:
+            label = "J" if prefix == "jacobian" else method
+            _panels(temporary, image_set, fused, maps, label, pixel, window)
     typer.echo(f"wrote {output} (pixel {pixel[0]}, {pixel[1]}; {method})")
 
 
@@ -167,7 +168,6 @@ def _write_maps(
     output: Path, maps: SaliencyMaps, image_set: ImageSet, paper_layout: bool, names: list[str]
 ) -> list[Path]:
     suffix = output.suffix
-    output.parent.mkdir(parents=True, exist_ok=True)
     arrays: dict[str, np.ndarray] = {"fused": maps.fused}
     for k, guidance in enumerate(maps.guidance):
         arrays[f"guidance_{k}"] = guidance[0] if guidance.shape[0] == 1 else guidance
@@ -175,24 +175,22 @@ def _write_maps(
         arrays[f"influence_{k}"] = influence
         arrays[f"share_{k}"] = maps.share[k]  # type: ignore[index]
     if suffix == ".npz":
-        np.savez_compressed(output, **arrays)
+        with atomic_output(output) as temporary:
+            np.savez_compressed(temporary, **arrays)
         return [output]
     if suffix == ".png":
-        _panels(
-            output,
-            image_set,
-            maps.fused,
-            [maps.guidance_2d(k) for k in range(len(maps.guidance))],
-            "G",
-        )
+        guidance = [maps.guidance_2d(k) for k in range(len(maps.guidance))]
+        with atomic_output(output) as temporary:
+            _panels(temporary, image_set, maps.fused, guidance, "G")
         return [output]
     if suffix == ".zarr":
         import zarr
 
-        group = zarr.open_group(str(output), mode="w")
-        for name, array in arrays.items():
-            group.create_array(name, data=np.ascontiguousarray(array))
-        group.attrs["method"] = maps.method
+        with atomic_output(output, "zarr") as temporary:
+            group = zarr.open_group(str(temporary), mode="w")
+            for name, array in arrays.items():
+                group.create_array(name, data=np.ascontiguousarray(array))
+            group.attrs["method"] = maps.method
         return [output]
     if suffix in (".h5", ".hdf5"):
         import h5py
@@ -201,13 +199,13 @@ def _write_maps(
             written = []
             for k, name in enumerate(names):
                 path = output.with_name(f"{output.stem}_{name}.h5")
-                with h5py.File(path, "w") as handle:
+                with atomic_output(path) as temporary, h5py.File(temporary, "w") as handle:
                     handle.create_dataset(
                         f"Jacob_{name.upper()}_dataset", data=maps.guidance_2d(k).astype(np.float64)
                     )
                 written.append(path)
             return written
-        with h5py.File(output, "w") as handle:
+        with atomic_output(output) as temporary, h5py.File(temporary, "w") as handle:
             for name, array in arrays.items():
                 handle.create_dataset(name, data=array)
             handle.attrs["method"] = maps.method
@@ -249,6 +247,7 @@ def guidance_command(
     """
     if output.suffix not in (".npz", ".h5", ".hdf5", ".zarr", ".png"):
         raise InputError(output, "guidance output must be .npz, .h5, .zarr or .png")
+    check_writable(output, "zarr" if output.suffix == ".zarr" else "file")  # before the work
     image_set, network, tensors = _prepare(
         inputs, model, weights, color, normalize, slice_index, axis, device, max_pixels, series
     )

@@ -15,6 +15,7 @@ from fusevis import __version__
 from fusevis.cli.options import MaxPixels
 from fusevis.errors import FuseVisError
 from fusevis.io import PairedDataset, load_images
+from fusevis.io.writers import check_writable
 from fusevis.models.registry import resolve_model
 from fusevis.models.weights import save_weights
 from fusevis.training import LossWeights, TrainConfig, stack_pairs, train
@@ -73,6 +74,7 @@ def train_command(
     scores on --test-pair, and this exact command).
     """
     names = _modalities(modalities)
+    check_writable(out, "folder")
     dataset = PairedDataset(data, names, color="gray", normalize="minmax", max_pixels=max_pixels)
     count = len(dataset) if limit is None else min(limit, len(dataset))
     with Progress(
