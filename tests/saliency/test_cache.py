@@ -1,17 +1,28 @@
-"""The on-disk cache: hits, cancellation without corrupt entries, resume after a kill."""
+"""The on-disk cache: hits, cancellation, resume after a kill; corrupt entries, checkpoints
+and unwritable folders never block a run."""
 
+import errno
+import io
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from fusevis.models import WeightedAverage
 from fusevis.saliency import Cancelled, MapCache, cached_maps, compute_maps
+from fusevis.saliency import cache as cache_module
+from fusevis.saliency.cache import CacheWarning, NpzCheckpoint, expected_layout
 
 from .conftest import make_case
 
@@ -115,3 +126,188 @@ def test_killed_run_resumes_where_it_stopped(tmp_path: Path) -> None:
     ):
         np.testing.assert_allclose(a, b, atol=1e-12)
     assert torch.is_tensor(case.inputs[0])
+
+
+# --- a cache that never blocks a run -------------------------------------------------------
+
+
+def _small_inputs() -> tuple[torch.Tensor, ...]:
+    generator = torch.Generator().manual_seed(0)
+    return tuple(torch.rand(1, 1, 12, 12, generator=generator) + 0.1 for _ in range(2))
+
+
+def _cache_warnings(caught: list[warnings.WarningMessage]) -> list[str]:
+    return [str(w.message) for w in caught if issubclass(w.category, CacheWarning)]
+
+
+def _checkpoint_arrays(**changes: object) -> dict[str, object]:
+    arrays: dict[str, object] = {
+        "__done__": np.array([[0, 0], [0, 1]], dtype=np.int64),
+        "fused": np.zeros((12, 12), np.float32),
+        "guidance_0": np.zeros((1, 12, 12), np.float32),
+        "guidance_1": np.zeros((1, 12, 12), np.float32),
+    }
+    arrays.update(changes)
+    return {k: v for k, v in arrays.items() if v is not None}
+
+
+def _huge_header(path: Path) -> None:
+    """A member whose header claims 10¹² float32 values in a few bytes."""
+    np.savez(path, **_checkpoint_arrays(fused=None))
+    with zipfile.ZipFile(path, "a") as archive:
+        header = io.BytesIO()
+        np.lib.format.write_array_header_1_0(
+            header, {"descr": "<f4", "fortran_order": False, "shape": (10**6, 10**6)}
+        )
+        archive.writestr("fused.npy", b"\x93NUMPY\x01\x00" + header.getvalue()[8:])
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda p: np.savez(p, **_checkpoint_arrays(fused=np.zeros((3, 3), np.float32))),
+        lambda p: np.savez(p, **_checkpoint_arrays(fused=np.zeros((12, 12), np.float64))),
+        lambda p: np.savez(p, **_checkpoint_arrays(guidance_1=None)),
+        lambda p: np.savez(p, **_checkpoint_arrays(fused=np.full((12, 12), np.nan, np.float32))),
+        lambda p: np.savez(p, **_checkpoint_arrays(__done__=np.array([[0.5, 1.0]]))),
+        lambda p: np.savez(p, **_checkpoint_arrays(__done__=np.array([[-1, 0]]))),
+        lambda p: np.savez(p, **_checkpoint_arrays(fused=np.array([object()] * 144))),
+        lambda p: p.write_bytes(b"PK\x03\x04" + bytes(100)),
+        lambda p: p.write_bytes(b""),
+        lambda p: os.mkfifo(p),
+        _huge_header,
+    ],
+    ids=[
+        "shape",
+        "dtype",
+        "missing",
+        "nan",
+        "float-units",
+        "negative-unit",
+        "object",
+        "garbage",
+        "empty",
+        "fifo",
+        "huge-header",
+    ],
+)
+def test_checkpoint_that_does_not_fit_is_ignored(tmp_path: Path, make: object) -> None:
+    inputs = _small_inputs()
+    path = tmp_path / "x.partial.npz"
+    make(path)  # type: ignore[operator]
+    checkpoint = NpzCheckpoint(path, expected_layout(inputs, influence=False))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert checkpoint.load() is None
+    assert len(_cache_warnings(caught)) == 1, [str(w.message) for w in caught]
+
+
+def test_valid_checkpoint_is_read(tmp_path: Path) -> None:
+    inputs = _small_inputs()
+    path = tmp_path / "x.partial.npz"
+    NpzCheckpoint(path).save(
+        {k: v for k, v in _checkpoint_arrays().items() if k != "__done__"}, {(0, 0), (0, 1)}
+    )
+    arrays, done = NpzCheckpoint(path, expected_layout(inputs, False)).load()  # type: ignore[misc]
+    assert done == {(0, 0), (0, 1)} and sorted(arrays) == ["fused", "guidance_0", "guidance_1"]
+
+
+def _garble_metadata(store: Path) -> None:
+    (store / "zarr.json").write_text("{ not json")
+
+
+def _drop_chunks(store: Path) -> None:
+    for chunk in (store / "guidance_0" / "c").rglob("*"):
+        if chunk.is_file():
+            chunk.unlink()  # reads back as zeros: only the checksum sees it
+
+
+def _no_checksum(store: Path) -> None:
+    metadata = json.loads((store / "zarr.json").read_text())
+    del metadata["attributes"]["sha256"]
+    (store / "zarr.json").write_text(json.dumps(metadata))
+
+
+def _fifo(store: Path) -> None:
+    target = store / "fused" / "zarr.json"
+    target.unlink()
+    os.mkfifo(target)
+
+
+def _a_file(store: Path) -> None:
+    shutil.rmtree(store)
+    store.write_bytes(b"not a store")
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [_garble_metadata, _drop_chunks, _no_checksum, _fifo, _a_file],
+    ids=["metadata", "missing-chunks", "no-checksum", "fifo", "file"],
+)
+def test_unusable_entry_is_recomputed_and_replaced(tmp_path: Path, damage: object) -> None:
+    model, inputs = WeightedAverage(), _small_inputs()
+    cache = MapCache(tmp_path)
+    reference = cached_maps(model, inputs, cache=cache)
+    (store,) = tmp_path.glob("*.zarr")
+    damage(store)  # type: ignore[operator]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        again = cached_maps(model, inputs, cache=MapCache(tmp_path))
+    assert len(_cache_warnings(caught)) == 1, [str(w.message) for w in caught]
+    assert "from cache" not in again.method
+    expected, got = [reference.fused, *reference.guidance], [again.fused, *again.guidance]
+    for a, b in zip(expected, got, strict=True):
+        np.testing.assert_array_equal(a, b)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert "from cache" in cached_maps(model, inputs, cache=MapCache(tmp_path)).method
+
+
+def _sysfs_refuses_files() -> bool:
+    try:
+        descriptor, probe = tempfile.mkstemp(dir="/sys")
+    except OSError:
+        return True
+    os.close(descriptor)
+    os.unlink(probe)
+    return False
+
+
+@pytest.mark.parametrize("where", ["below-a-file", "a-file", "sysfs"])
+def test_unwritable_cache_warns_once_and_computes(tmp_path: Path, where: str) -> None:
+    """Root ignores permission bits, so: a folder below a regular file, a regular file where
+    the folder should be, and a folder in sysfs (where nobody may create files)."""
+    (tmp_path / "file").write_text("a regular file")
+    root = {
+        "below-a-file": tmp_path / "file" / "cache",
+        "a-file": tmp_path / "file",
+        "sysfs": Path("/sys/fusevis-test-cache"),
+    }[where]
+    if where == "sysfs" and not _sysfs_refuses_files():
+        pytest.skip("/sys accepts files here")
+    model, inputs = WeightedAverage(), _small_inputs()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        maps = cached_maps(model, inputs, cache=MapCache(root), checkpoint_interval=0.0)
+    messages = _cache_warnings(caught)
+    assert len(messages) == 1 and str(root) in messages[0], messages
+    reference = compute_maps(model, inputs)
+    np.testing.assert_array_equal(maps.guidance[0], reference.guidance[0])
+
+
+def test_disk_full_midway_warns_once_and_keeps_the_result(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(cache_module, "write_atomically", full)
+    monkeypatch.setattr(cache_module, "replace_durably", full)
+    model, inputs = WeightedAverage(), _small_inputs()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        maps = cached_maps(model, inputs, cache=MapCache(tmp_path), checkpoint_interval=0.0)
+    messages = _cache_warnings(caught)
+    assert len(messages) == 1 and "No space left" in messages[0], messages
+    np.testing.assert_array_equal(maps.guidance[1], compute_maps(model, inputs).guidance[1])
+    assert not [p for p in tmp_path.iterdir()], "temporary files left behind"
