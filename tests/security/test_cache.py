@@ -1,10 +1,11 @@
 """Attacks on the map cache and on output paths, through the ``fusevis guidance`` command.
 
 A cache entry or checkpoint that is corrupt (a damaged Zarr chunk, an empty or truncated
-``partial.npz``; more kinds in-process in tests/saliency/test_cache.py) must be a miss: the rerun exits 0, warns once and writes
-exactly what a clean run writes. A cache folder that cannot be written warns once and the
-run goes on. An output that cannot be written is one ``error:`` line, exit 2, found before
-any computation (the cache stays empty). Every rename in the cache follows an fsync.
+``partial.npz``; more kinds in-process in tests/saliency/test_cache.py) must be a miss: the
+rerun exits 0, warns once and writes exactly what a clean run writes. A cache folder that
+cannot be written warns once and the run goes on. An output that cannot be written is one
+``error:`` line, exit 2, found before any computation (the cache stays empty). Every rename
+in the cache follows an fsync.
 
 Tests run as root, for whom permission bits mean nothing, so "cannot be written" is made
 with paths the kernel refuses to root too: a folder below a regular file (ENOTDIR) and a
