@@ -449,6 +449,7 @@ def test_parse_from_command_line_strings() -> None:
     assert Conventions.parse({"scale": "", "post": "none"}) == Conventions()
     pairs = Conventions.from_pairs(["inputs=concat", "mean_std=0.5/0.5", "scale=x/65535"])
     assert pairs.mean_std == ((0.5,), (0.5,)) and pairs.divisor == 65535.0
+    assert Conventions.from_text("inputs=concat; mean_std=0.5/0.5;scale=x/65535;") == pairs
     assert "inputs=concat" in pairs.describe() and Conventions().describe() == "defaults"
     adapter = adapt(Concat(2), {"inputs": "concat", "name": "X"})
     assert adapter.display_name == "X" and adapter.conventions.inputs == "concat"

@@ -321,6 +321,11 @@ class Conventions:
             options[name] = value
         return cls.parse(options)
 
+    @classmethod
+    def from_text(cls, text: str) -> Conventions:
+        """Build conventions from ``"KEY=VALUE;KEY=VALUE"`` (one command-line value)."""
+        return cls.from_pairs(part for part in str(text).split(";") if part.strip())
+
     # -- what follows from the conventions ------------------------------------------------
 
     @property
