@@ -33,7 +33,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NoReturn
 
 import torch
 
@@ -43,8 +43,8 @@ LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 
 #: Largest pickle (``data.pkl``, or the legacy format's pickles together) read, in bytes.
 MAX_PICKLE_BYTES = 64 << 20
-#: Most unpickling operations (opcodes plus container elements copied) one file may cost.
-MAX_PICKLE_WORK = 2_000_000
+#: Most opcodes one file's pickles may run, and most container elements they may copy.
+MAX_PICKLE_WORK = 1_000_000
 #: Most tensors one checkpoint may describe.
 MAX_TENSORS = 100_000
 #: Deepest nesting of modules, dicts and lists below the checkpoint's root.
@@ -322,15 +322,19 @@ _TENSOR_TYPES = {("torch", "Tensor"), ("torch.nn.parameter", "Parameter")}
 class _Budget:
     def __init__(self, source: str) -> None:
         self.source = source
-        self.work = 0
+        self.operations = 0  # opcodes run (counted by the unpickler's loop)
+        self.work = 0  # container elements copied
         self.tensors = 0
 
     def spend(self, units: int) -> None:
         self.work += units
         if self.work > MAX_PICKLE_WORK:
-            raise ModelError(
-                f"the checkpoint's pickle is too large (more than {MAX_PICKLE_WORK:,} operations)"
-            )
+            self.refuse()
+
+    def refuse(self) -> NoReturn:
+        raise ModelError(
+            f"the checkpoint's pickle is too large (more than {MAX_PICKLE_WORK:,} operations)"
+        )
 
 
 _LIST_TYPES = (list,)
@@ -382,15 +386,20 @@ class _SafeUnpickler(pickle._Unpickler):  # type: ignore[name-defined,misc]
         self.append = self.stack.append
         self.proto = 0
         read, dispatch, budget = self.read, self.dispatch, self.budget
+        operations = budget.operations
         try:
             while True:
                 key = read(1)
                 if not key:
                     raise EOFError("pickle ends before its STOP")
-                budget.spend(1)
+                operations += 1
+                if operations > MAX_PICKLE_WORK:
+                    budget.refuse()
                 dispatch[key[0]](self)
         except pickle._Stop as stop:  # type: ignore[attr-defined]
             return stop.value
+        finally:
+            budget.operations = operations
 
     # -- names -------------------------------------------------------------------------------
     def find_class(self, module: str, name: str) -> Any:
