@@ -1,8 +1,10 @@
-"""The receptive-field description shared by the saliency code."""
+"""Rectangles of an image and receptive fields: the two shapes every saliency module uses."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+import torch
 
 
 @dataclass(frozen=True)
@@ -77,12 +79,21 @@ class ReceptiveField:
 
 @dataclass(frozen=True)
 class Window:
-    """A rectangle of an image: rows ``[top, bottom)``, columns ``[left, right)``."""
+    """A rectangle of an image: rows ``[top, bottom)``, columns ``[left, right)``.
+
+    Image coordinates; a window may reach outside the image (``grow`` before ``clip``), for
+    instance where a convolution's zero padding lies.
+    """
 
     top: int
     bottom: int
     left: int
     right: int
+
+    @classmethod
+    def pixel(cls, row: int, col: int) -> Window:
+        """The 1×1 window of one pixel."""
+        return cls(row, row + 1, col, col + 1)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -92,6 +103,47 @@ class Window:
     def as_slices(self) -> tuple[slice, slice]:
         """Slices selecting the window from an array's last two axes."""
         return slice(self.top, self.bottom), slice(self.left, self.right)
+
+    def grow(self, before: tuple[int, int], after: tuple[int, int]) -> Window:
+        """Extend by ``before`` (rows, cols) above/left and ``after`` below/right."""
+        return Window(
+            self.top - before[0],
+            self.bottom + after[0],
+            self.left - before[1],
+            self.right + after[1],
+        )
+
+    def shift(self, rows: int, cols: int) -> Window:
+        """Move by (rows, cols)."""
+        return Window(self.top + rows, self.bottom + rows, self.left + cols, self.right + cols)
+
+    def clip(self, height: int, width: int) -> Window:
+        """Intersect with the image."""
+        return Window(
+            max(0, self.top), min(height, self.bottom), max(0, self.left), min(width, self.right)
+        )
+
+    def union(self, other: Window | None) -> Window:
+        """Smallest window containing both (``self`` when ``other`` is None)."""
+        if other is None:
+            return self
+        return Window(
+            min(self.top, other.top),
+            max(self.bottom, other.bottom),
+            min(self.left, other.left),
+            max(self.right, other.right),
+        )
+
+
+def cut(tensor: torch.Tensor, have: Window, want: Window) -> torch.Tensor:
+    """The part ``want`` of a tensor whose last two axes cover ``have`` (a view, no copy)."""
+    if have == want:
+        return tensor
+    return tensor[
+        ...,
+        want.top - have.top : want.bottom - have.top,
+        want.left - have.left : want.right - have.left,
+    ]
 
 
 def _align_down(value: int, step: int) -> int:
