@@ -158,7 +158,7 @@ class Conventions:
         or of every colour input weighted by saturation |C - 0.5| (DeepFuse's rule).
     output : int, str or None
         The output to take when the network returns a tuple/list (an index) or a dict (a
-        key); None for a network that returns one tensor.
+        key); None (and only None) for a network that returns one tensor.
     output_channel : int, "mean" or None
         Keep only this channel of the output (0-based), their mean, or all (None).
     post : tuple of {"clamp", "signed", "minmax"}
@@ -581,9 +581,11 @@ class Adapter(nn.Module):
                 )
             return output[key]
         if key is not None and isinstance(output, torch.fx.Proxy):
-            return output[key]  # traced through a leaf module that returns several outputs
-        if key is not None and key != 0:
-            raise ModelError(f"{self.display_name} returns one tensor; output={key!r} is wrong")
+            return output[key]  # traced: an operation that returns several outputs
+        if key is not None:
+            raise ModelError(
+                f"{self.display_name} returns one tensor; leave output unset (not {key!r})"
+            )
         return output
 
     def finish(self, y: torch.Tensor) -> torch.Tensor:
