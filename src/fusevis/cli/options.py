@@ -17,7 +17,15 @@ ModelName = Annotated[
 ]
 WeightsPath = Annotated[
     str | None,
-    typer.Option("--weights", "-w", help="Weights file (default: the shipped pretrained ones)."),
+    typer.Option(
+        "--weights",
+        "-w",
+        help=(
+            "Weights file: .safetensors, .pth/.pt state dict or pickled module (read without "
+            "running code); FILE#key picks a nested dict; part=FILE,part=FILE loads each "
+            "file into that sub-module. Default: the shipped pretrained ones."
+        ),
+    ),
 ]
 Color = Annotated[
     str, typer.Option(help="gray: luminance (the paper); ycbcr: fuse Y, keep colour.")
