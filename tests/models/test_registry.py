@@ -34,8 +34,12 @@ def test_shipped_weights_fuse_the_test_pair_with_stated_ssim(paper: Path, name: 
     meta = get_entry(name).default_weights.meta
     image_set = load_images([paper / "test-pair" / "mri.gif", paper / "test-pair" / "pet.png"])
     scores = ssim_scores(model, image_set)
-    assert scores["ssim_1"] == pytest.approx(meta["scores"]["ssim_1"], abs=2e-4)
-    assert scores["ssim_2"] == pytest.approx(meta["scores"]["ssim_2"], abs=2e-4)
+    # FunFuseAn's max(h1, h2) / (h1 + h2) divides by values near zero, so float32 rounding of
+    # the convolutions moves its score with the CPU: 0.9203 where it was trained (Intel
+    # Xeon), 0.9209 on AMD EPYC, 0.92084 in float64. The others agree to 1e-4 everywhere.
+    tolerance = 1e-3 if name == "FunFuseAn" else 2e-4
+    assert scores["ssim_1"] == pytest.approx(meta["scores"]["ssim_1"], abs=tolerance)
+    assert scores["ssim_2"] == pytest.approx(meta["scores"]["ssim_2"], abs=tolerance)
 
 
 def test_every_registered_weights_file_has_complete_metadata() -> None:
