@@ -63,6 +63,10 @@ PREFERRED_KEYS = (
     "module",
     "state",
 )
+#: Bound on the work of matching a file's nested tensors with a model's (see _candidates).
+MAX_MATCH_WORK = 4_000_000
+#: Most prefixes tried on either side when matching names.
+MAX_PREFIXES = 8
 _BATCHES = "num_batches_tracked"
 _PART = re.compile(r"([A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)*)=(.+)\Z", re.DOTALL)
 
@@ -210,6 +214,13 @@ def _castable(found: torch.dtype | None, wanted: torch.dtype) -> bool:
     return found.is_floating_point == wanted.is_floating_point
 
 
+def _prefix_pairs(names: Sequence[str], expected: Sequence[str]) -> list[tuple[str, str]]:
+    """(prefix to strip from the file's names, prefix to add) pairs worth trying."""
+    strips = _common_prefixes(names)[:MAX_PREFIXES]
+    adds = _common_prefixes(expected)[:MAX_PREFIXES]
+    return [(s, a) for s in strips for a in adds if not ((s or a) and s == a)]
+
+
 def _common_prefixes(names: Sequence[str]) -> list[str]:
     """``""`` and every dotted prefix all ``names`` share (each leaving a non-empty rest)."""
     split = [name.split(".")[:-1] for name in names]
@@ -226,58 +237,82 @@ def _fit(
     expected: Mapping[str, torch.Tensor], where: tuple[str, ...], names: dict[str, Any]
 ) -> _Fit:
     best: _Fit | None = None
-    for strip in _common_prefixes(list(names)):
-        for add in _common_prefixes(list(expected)):
-            if (strip or add) and strip == add:
+    listed = list(names)
+    sample = listed[:: max(1, len(listed) // 16)][:16]
+    for strip, add in _prefix_pairs(listed, list(expected)):
+        # a pair is scanned in full only if a sampled name lands on a model name through it
+        if (strip or add) and not any(
+            n.startswith(strip) and add + n[len(strip) :] in expected for n in sample
+        ):
+            continue
+        mapping: dict[str, str] = {}
+        wrong_shape: list[str] = []
+        wrong_dtype: list[str] = []
+        used: set[str] = set()
+        for name, info in names.items():
+            if not name.startswith(strip):
                 continue
-            mapping: dict[str, str] = {}
-            wrong_shape: list[str] = []
-            wrong_dtype: list[str] = []
-            used: set[str] = set()
-            for name, info in names.items():
-                if not name.startswith(strip):
-                    continue
-                target = add + name[len(strip) :]
-                if target not in expected:
-                    continue
-                used.add(name)
-                wanted = expected[target]
-                if tuple(info.shape) != tuple(wanted.shape):
-                    wrong_shape.append(f"{target} {tuple(info.shape)} vs {tuple(wanted.shape)}")
-                elif not _castable(info.dtype, wanted.dtype):
-                    found = getattr(info, "dtype_name", "") or str(info.dtype)
-                    wrong_dtype.append(f"{target} {found} vs {wanted.dtype}")
-                else:
-                    mapping[target] = name
-            found_targets = {add + n[len(strip) :] for n in used}
-            missing = [
-                k for k in expected if k not in found_targets and k.rsplit(".", 1)[-1] != _BATCHES
-            ]
-            unexpected = [n for n in names if n not in used]
-            fit = _Fit(where, names, mapping, missing, unexpected, wrong_shape, wrong_dtype)
-            if best is None or (len(fit.mapping), -fit.problems) > (
-                len(best.mapping),
-                -best.problems,
-            ):
-                best = fit
+            target = add + name[len(strip) :]
+            if target not in expected:
+                continue
+            used.add(name)
+            wanted = expected[target]
+            if tuple(info.shape) != tuple(wanted.shape):
+                wrong_shape.append(f"{target} {tuple(info.shape)} vs {tuple(wanted.shape)}")
+            elif not _castable(info.dtype, wanted.dtype):
+                found = getattr(info, "dtype_name", "") or str(info.dtype)
+                wrong_dtype.append(f"{target} {found} vs {wanted.dtype}")
+            else:
+                mapping[target] = name
+        found_targets = {add + n[len(strip) :] for n in used}
+        missing = [
+            k for k in expected if k not in found_targets and k.rsplit(".", 1)[-1] != _BATCHES
+        ]
+        unexpected = [n for n in names if n not in used]
+        fit = _Fit(where, names, mapping, missing, unexpected, wrong_shape, wrong_dtype)
+        if best is None or (len(fit.mapping), -fit.problems) > (
+            len(best.mapping),
+            -best.problems,
+        ):
+            best = fit
     assert best is not None
     return best
 
 
 def _candidates(
-    entries: list[tuple[tuple[str, ...], Any]], key: str | None
+    entries: list[tuple[tuple[str, ...], Any]], key: str | None, label: str
 ) -> list[tuple[tuple[str, ...], dict[str, Any]]]:
-    """Every container holding tensors, with its tensors named relative to it."""
+    """Every container holding tensors, with its tensors named relative to it.
+
+    A container whose tensors all lie in one child container is left out (the child,
+    with a prefix, fits as well). The work, the sum over tensors of their depth squared,
+    is bounded by :data:`MAX_MATCH_WORK`.
+    """
     groups: dict[tuple[str, ...], dict[str, Any]] = {}
+    branches: dict[tuple[str, ...], set[str]] = {}
+    leaves: set[tuple[str, ...]] = set()
+    work = 0
     for path, ref in entries:
         start = 0
         if key is not None:
             start = _key_length(path, key)
             if start < 0 or start == len(path):
                 continue
+        work += (len(path) - start) ** 2
+        if work > MAX_MATCH_WORK:
+            raise ModelError(
+                f"{label}: too many nested tensors to match with the model; "
+                "name the dict that holds the weights with FILE#key"
+            )
+        leaves.add(path[:-1])
         for depth in range(start, len(path)):
             groups.setdefault(path[:depth], {})[".".join(path[depth:])] = ref
-    return list(groups.items())
+            branches.setdefault(path[:depth], set()).add(path[depth])
+    return [
+        (where, names)
+        for where, names in groups.items()
+        if len(branches[where]) > 1 or where in leaves
+    ]
 
 
 def _key_length(path: tuple[str, ...], key: str) -> int:
@@ -374,7 +409,7 @@ def load_state_for(
             return _safetensors_for(model, expected, source, key, label, budget)
         checkpoint = read_checkpoint(source)
         entries = tensor_entries(checkpoint.root, str(source))
-        fit = _choose(expected, _candidates(entries, key), label)
+        fit = _choose(expected, _candidates(entries, key, label), label)
         if not fit.perfect:
             raise ModelError(f"{label}: {_describe(fit, model)}")
         refs = {target: fit.names[name] for target, name in fit.mapping.items()}
@@ -475,7 +510,7 @@ def _safetensors_for(
 ) -> tuple[OrderedDict[str, torch.Tensor], dict[str, Any]]:
     infos, meta = _safetensors_infos(source)
     entries = [(tuple(name.split(".")), info) for name, info in infos.items()]
-    fit = _choose(expected, _candidates(entries, key), label)
+    fit = _choose(expected, _candidates(entries, key, label), label)
     if not fit.perfect:
         raise ModelError(f"{label}: {_describe(fit, model)}")
     needed = sum(
