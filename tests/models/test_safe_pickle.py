@@ -5,12 +5,13 @@ import pickle
 from collections import OrderedDict
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from fusevis.errors import ModelError
 from fusevis.models import get_model, safe_load
-from fusevis.models.safe_pickle import ModuleRecord, records_to_state_dict
+from fusevis.models.safe_pickle import MetadataRecord, ModuleRecord, records_to_state_dict
 
 
 class ShellPayload:
@@ -80,3 +81,53 @@ def test_not_a_checkpoint(tmp_path: Path) -> None:
     path.write_bytes(b"\x00\x01garbage")
     with pytest.raises(ModelError, match="not a readable PyTorch checkpoint"):
         get_model("DeepFuse", weights=path)
+
+
+def crafted(tmp_path: Path, body: bytes) -> Path:
+    path = tmp_path / "crafted.pt"
+    path.write_bytes(b"\x80\x02" + body + b".")
+    return path
+
+
+def test_a_class_called_with_arguments_is_refused(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    text = f"touch {marker}".encode()
+    argv = b"]" + b"(" + b"X" + len(text).to_bytes(4, "little") + text + b"e"
+    path = crafted(tmp_path, b"csubprocess\nPopen\n" + argv + b"\x85R")
+    with pytest.raises(ModelError, match=r"refused to load: the checkpoint calls subprocess.Popen"):
+        safe_load(path)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        (b"cbuiltins\ngetattr\n", r"refers to builtins\.getattr"),
+        (b"c_codecs\nencode\nX\x01\x00\x00\x00aX\x05\x00\x00\x00rot13\x86R", "bytes encoded"),
+        (b"]}b", "pickled state for a list"),
+        (b"ctorch\nFloatStorage\n)\x81", "refused to create an object"),
+        (b"]K\x01K\x02s", "item assignment to a list"),
+        (b"\x96\x00\x00\x00\x00\x00\x00\x01\x00", "no checkpoint needs"),  # BYTEARRAY8, 2^56
+    ],
+)
+def test_operations_outside_a_checkpoint_are_refused(
+    tmp_path: Path, body: bytes, problem: str
+) -> None:
+    with pytest.raises(ModelError, match=problem):
+        safe_load(crafted(tmp_path, body))
+
+
+def test_safe_load_keeps_within_its_budget(tmp_path: Path) -> None:
+    path = tmp_path / "expanded.pth"
+    torch.save({"w": torch.zeros(1).expand(20_000, 20_000)}, path)  # 1.6 GB as a tensor
+    with pytest.raises(ModelError, match=r"its tensors hold 1,600,000,000 bytes, more than"):
+        safe_load(path)
+    assert safe_load(path, max_bytes=2_000_000_000)["w"].stride() == (0, 0)
+
+
+def test_numpy_values_are_kept_inert(tmp_path: Path) -> None:
+    path = tmp_path / "meta.pth"
+    torch.save({"w": torch.ones(2), "psnr": np.float64(31.5), "epoch": np.int64(4)}, path)
+    loaded = safe_load(path)
+    assert isinstance(loaded["psnr"], MetadataRecord) and loaded["psnr"].item() == 31.5
+    assert loaded["epoch"].item() == 4 and torch.equal(loaded["w"], torch.ones(2))

@@ -612,7 +612,9 @@ class _SafeUnpickler(pickle._Unpickler):  # type: ignore[name-defined,misc]
         if not isinstance(args, tuple):
             raise ModelError("call with arguments that are not a tuple")
         if isinstance(func, type) and issubclass(func, ModuleRecord):
-            raise ModelError(f"refused to load: the checkpoint calls {func.qualified_name}")
+            raise ModelError(
+                f"refused to load: the checkpoint calls {func.module_path}.{func.class_name}"
+            )
         if not callable(func) or isinstance(func, _Marker | _StorageType | torch.dtype):
             raise ModelError(f"refused to call {one_line(repr(func), 60)}")
         self.stack[-1] = func(*args)
