@@ -131,3 +131,60 @@ def test_numpy_values_are_kept_inert(tmp_path: Path) -> None:
     loaded = safe_load(path)
     assert isinstance(loaded["psnr"], MetadataRecord) and loaded["psnr"].item() == 31.5
     assert loaded["epoch"].item() == 4 and torch.equal(loaded["w"], torch.ones(2))
+
+
+class _Storage:
+    def __init__(self, key: str, numel: int, view: tuple | None = None) -> None:
+        self.key, self.numel, self.view = key, numel, view
+
+
+class _Tensor:
+    def __init__(self, storage: _Storage, offset: int, size: tuple, stride: tuple) -> None:
+        self.args = (storage, offset, size, stride, False, OrderedDict())
+
+    def __reduce__(self):  # noqa: ANN204
+        return (torch._utils._rebuild_tensor_v2, self.args)
+
+
+class _LegacyPickler(pickle.Pickler):
+    def persistent_id(self, obj):  # noqa: ANN001, ANN201
+        if isinstance(obj, _Storage):
+            return ("storage", torch.FloatStorage, obj.key, "cpu", obj.numel, obj.view)
+        return None
+
+
+def legacy_file(path: Path, obj: object, storages: dict[str, np.ndarray]) -> Path:
+    """PyTorch's legacy layout: magic, protocol, sys info, the object, keys, then storages."""
+    import io as _io
+
+    out = _io.BytesIO()
+    for head in (0x1950A86A20F9469CFC6C, 1001, {"little_endian": True}):
+        pickle.dump(head, out, protocol=2)
+    _LegacyPickler(out, protocol=2).dump(obj)
+    pickle.dump(list(storages), out, protocol=2)
+    for data in storages.values():
+        out.write(len(data).to_bytes(8, "little") + data.astype("<f4").tobytes())
+    path.write_bytes(out.getvalue())
+    return path
+
+
+def test_legacy_storage_views_are_read_from_their_base(tmp_path: Path) -> None:
+    base = _Storage("0", 10)
+    view = _Storage("0", 10, ("7", 4, 6))  # elements 4..9 of storage 0, seen as storage 7
+    data = np.arange(10, dtype=np.float32)
+    path = legacy_file(
+        tmp_path / "views.pth",
+        {"a": _Tensor(base, 1, (2,), (1,)), "b": _Tensor(view, 2, (2, 2), (1, 2))},
+        {"0": data},
+    )
+    loaded = safe_load(path)
+    assert loaded["a"].tolist() == [1.0, 2.0]
+    assert loaded["b"].tolist() == [[6.0, 8.0], [7.0, 9.0]]
+
+
+def test_legacy_storage_header_must_match_its_record(tmp_path: Path) -> None:
+    path = legacy_file(
+        tmp_path / "lie.pth", {"a": _Tensor(_Storage("0", 4), 0, (4,), (1,))}, {"0": np.zeros(9)}
+    )
+    with pytest.raises(ModelError, match="storage 0 holds 9 elements, its record says 4"):
+        safe_load(path)
