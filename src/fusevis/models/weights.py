@@ -185,25 +185,43 @@ class _Info:
     dtype_name: str = ""
 
 
+class _Model:
+    """What matching needs of a model's state dict, computed once."""
+
+    def __init__(self, expected: Mapping[str, torch.Tensor]) -> None:
+        self.expected = expected
+        self.required = {k for k in expected if k.rsplit(".", 1)[-1] != _BATCHES}
+        self.prefixes = _common_prefixes(list(expected))[:MAX_PREFIXES]
+
+
 @dataclass
 class _Fit:
+    model: _Model
     where: tuple[str, ...]
-    names: dict[str, Any]  # the candidate's names -> TensorRef / _Info
+    names: dict[str, Any]  # the candidate's names -> TensorRef / _Info / tensor
     mapping: dict[str, str]  # model name -> file name (only those whose shape fits)
-    missing: list[str]
-    unexpected: list[str]
+    used: set[str]  # file names that land on a model name
+    targets: set[str]  # model names they land on
     wrong_shape: list[str]
     wrong_dtype: list[str]
 
     @property
     def problems(self) -> int:
-        return (
-            len(self.missing) + len(self.unexpected) + len(self.wrong_shape) + len(self.wrong_dtype)
-        )
+        missing = len(self.model.required - self.targets)
+        unexpected = len(self.names) - len(self.used)
+        return missing + unexpected + len(self.wrong_shape) + len(self.wrong_dtype)
 
     @property
     def perfect(self) -> bool:
         return self.problems == 0
+
+    @property
+    def missing(self) -> list[str]:
+        return [k for k in self.model.expected if k in self.model.required - self.targets]
+
+    @property
+    def unexpected(self) -> list[str]:
+        return [n for n in self.names if n not in self.used]
 
 
 def _castable(found: torch.dtype | None, wanted: torch.dtype) -> bool:
@@ -214,10 +232,9 @@ def _castable(found: torch.dtype | None, wanted: torch.dtype) -> bool:
     return found.is_floating_point == wanted.is_floating_point
 
 
-def _prefix_pairs(names: Sequence[str], expected: Sequence[str]) -> list[tuple[str, str]]:
+def _prefix_pairs(names: Sequence[str], adds: Sequence[str]) -> list[tuple[str, str]]:
     """(prefix to strip from the file's names, prefix to add) pairs worth trying."""
     strips = _common_prefixes(names)[:MAX_PREFIXES]
-    adds = _common_prefixes(expected)[:MAX_PREFIXES]
     return [(s, a) for s in strips for a in adds if not ((s or a) and s == a)]
 
 
@@ -233,43 +250,34 @@ def _common_prefixes(names: Sequence[str]) -> list[str]:
     return [""] + [".".join(common[: i + 1]) + "." for i in range(len(common))]
 
 
-def _fit(
-    expected: Mapping[str, torch.Tensor], where: tuple[str, ...], names: dict[str, Any]
-) -> _Fit:
+def _fit(model: _Model, where: tuple[str, ...], names: dict[str, Any]) -> _Fit:
+    expected = model.expected
     best: _Fit | None = None
     listed = list(names)
     sample = listed[:: max(1, len(listed) // 16)][:16]
-    for strip, add in _prefix_pairs(listed, list(expected)):
+    for strip, add in _prefix_pairs(listed, model.prefixes):
         # a pair is scanned in full only if a sampled name lands on a model name through it
         if (strip or add) and not any(
             n.startswith(strip) and add + n[len(strip) :] in expected for n in sample
         ):
             continue
-        mapping: dict[str, str] = {}
-        wrong_shape: list[str] = []
-        wrong_dtype: list[str] = []
-        used: set[str] = set()
+        fit = _Fit(model, where, names, {}, set(), set(), [], [])
         for name, info in names.items():
             if not name.startswith(strip):
                 continue
             target = add + name[len(strip) :]
             if target not in expected:
                 continue
-            used.add(name)
+            fit.used.add(name)
+            fit.targets.add(target)
             wanted = expected[target]
             if tuple(info.shape) != tuple(wanted.shape):
-                wrong_shape.append(f"{target} {tuple(info.shape)} vs {tuple(wanted.shape)}")
+                fit.wrong_shape.append(f"{target} {tuple(info.shape)} vs {tuple(wanted.shape)}")
             elif not _castable(info.dtype, wanted.dtype):
                 found = getattr(info, "dtype_name", "") or str(info.dtype)
-                wrong_dtype.append(f"{target} {found} vs {wanted.dtype}")
+                fit.wrong_dtype.append(f"{target} {found} vs {wanted.dtype}")
             else:
-                mapping[target] = name
-        found_targets = {add + n[len(strip) :] for n in used}
-        missing = [
-            k for k in expected if k not in found_targets and k.rsplit(".", 1)[-1] != _BATCHES
-        ]
-        unexpected = [n for n in names if n not in used]
-        fit = _Fit(where, names, mapping, missing, unexpected, wrong_shape, wrong_dtype)
+                fit.mapping[target] = name
         if best is None or (len(fit.mapping), -fit.problems) > (
             len(best.mapping),
             -best.problems,
@@ -332,7 +340,8 @@ def _choose(
     candidates: list[tuple[tuple[str, ...], dict[str, Any]]],
     label: str,
 ) -> _Fit:
-    fits = [_fit(expected, where, names) for where, names in candidates]
+    model = _Model(expected)
+    fits = [_fit(model, where, names) for where, names in candidates]
     if not fits:
         raise ModelError(f"{label}: checkpoint holds no tensors")
     # most names that fit, then fewest problems, then the outermost; with nothing that fits,
@@ -533,7 +542,7 @@ def apply_state(model: nn.Module, state: dict[str, torch.Tensor], source: str | 
     PyTorch does for checkpoints saved before BatchNorm counted batches.
     """
     expected = model.state_dict()
-    fit = _fit(expected, (), dict(state))
+    fit = _fit(_Model(expected), (), dict(state))
     if not fit.perfect:
         raise ModelError(f"{source}: {_describe(fit, model)}")
     renamed = OrderedDict((target, state[name]) for target, name in fit.mapping.items())
