@@ -1,15 +1,16 @@
-"""Per-pixel Jacobians equal full-image autograd (float64), corners included."""
+"""Per-pixel Jacobians equal full-image autograd (float64), corners included, every strategy."""
 
 import pytest
 import torch
 
-from fusevis.saliency import PixelJacobian
+from fusevis.errors import InputError, ModelError
+from fusevis.saliency import STRATEGIES, PixelJacobian
 from fusevis.saliency.locality import sample_pixels
 
-from .conftest import Case
+from .conftest import ALL, Case, case_and_reference, make_case
 
-# the zoo's networks that the cone executor covers, so that prepare() can record them
-RECORDED = {
+# the zoo's networks that the cone covers, so that the cone and recorded strategies run them
+CONE = {
     "FunFuseAn",
     "MaskNet",
     "DeepFuse",
@@ -21,98 +22,131 @@ RECORDED = {
 }
 
 
+def assert_rows_equal(rows: tuple[torch.Tensor, ...], reference, pixels, name: str) -> None:  # noqa: ANN001
+    """``rows`` (one leading axis of pixels) equal the reference Jacobian to 1e-5 of each max."""
+    for k, ref in enumerate(reference):
+        for index, (r, c) in enumerate(pixels):
+            expected = ref[r, c]
+            scale = float(expected.abs().max()) or 1.0
+            error = float((rows[k][index] - expected).abs().max())
+            assert error <= 1e-5 * scale, (name, k, (r, c), error / scale)
+
+
 def test_rows_equal_the_reference_jacobian(
     case_with_reference: tuple[Case, tuple[torch.Tensor, ...]],
 ) -> None:
     case, reference = case_with_reference
     jacobian = PixelJacobian(case.model, output_channel=case.output_channel)
-    shape = tuple(case.inputs[0].shape[-2:])
-    pixels = sample_pixels(shape, count=4)
+    pixels = sample_pixels(tuple(case.inputs[0].shape[-2:]), count=4)
     rows = jacobian.attribute(case.inputs, pixels=pixels)
-    for k, ref in enumerate(reference):
-        for index, (r, c) in enumerate(pixels):
-            expected = ref[r, c]
-            got = rows[k][index]
-            scale = float(expected.abs().max()) or 1.0
-            assert float((got - expected).abs().max()) <= 1e-5 * scale, (case.name, k, (r, c))
-    locality = jacobian.locality(case.inputs)
-    assert locality.path == ("crop" if case.local else "full")
+    assert_rows_equal(rows, reference, pixels, case.name)
+    assert jacobian.locality(case.inputs).local == case.local
 
 
-def test_prepared_rows_equal_the_reference_jacobian(
+def _applies(strategy: str, case: Case) -> bool:
+    if strategy in ("recorded", "cone"):
+        return case.name in CONE
+    return strategy == "full" or case.local
+
+
+@pytest.mark.parametrize("strategy", ["recorded", "cone", "crop", "full"])
+@pytest.mark.parametrize("name", ALL)
+def test_every_strategy_equals_the_reference_jacobian(strategy: str, name: str) -> None:
+    case, reference = case_and_reference(name)
+    jacobian = PixelJacobian(case.model, output_channel=case.output_channel, strategy=strategy)
+    pixels = sample_pixels(tuple(case.inputs[0].shape[-2:]), count=4)
+    if not _applies(strategy, case):
+        with pytest.raises(ModelError, match=f"strategy '{strategy}'"):
+            jacobian.explain_pixels(case.inputs, pixels)
+        return
+    if strategy == "recorded":  # as a viewer does: one full-image forward first
+        fused = jacobian.prepare(case.inputs)
+        torch.testing.assert_close(fused, case.model(*case.inputs), rtol=0, atol=1e-12)
+        assert jacobian.record_bytes > 0
+    results = jacobian.explain_pixels(case.inputs, pixels)
+    assert {r.strategy for r in results} == {strategy}
+    assert all((r.field is None) == (not case.local) for r in results)
+    rows = tuple(torch.cat([r.dense()[k] for r in results]) for k in range(len(case.inputs)))
+    assert_rows_equal(rows, reference, pixels, f"{name} {strategy}")
+
+
+def test_auto_prepares_a_record_only_where_the_cone_runs(
     case_with_reference: tuple[Case, tuple[torch.Tensor, ...]],
 ) -> None:
-    case, reference = case_with_reference
+    case, _ = case_with_reference
     jacobian = PixelJacobian(case.model, output_channel=case.output_channel)
     fused = jacobian.prepare(case.inputs)
     torch.testing.assert_close(fused, case.model(*case.inputs), rtol=0, atol=1e-12)
-    recorded = jacobian._record is not None
-    assert recorded == (case.name in RECORDED), case.name
-    key = (torch.float64, "cpu", True)
-    jacobian._ways[key] = (True, torch.backends.mkldnn.enabled)  # the record, not the cone
-    shape = tuple(case.inputs[0].shape[-2:])
-    pixels = sample_pixels(shape, count=4)
-    rows = jacobian.attribute(case.inputs, pixels=pixels)
-    for k, ref in enumerate(reference):
-        for index, (r, c) in enumerate(pixels):
-            scale = float(ref[r, c].abs().max()) or 1.0
-            error = float((rows[k][index] - ref[r, c]).abs().max())
-            assert error <= 1e-5 * scale, (case.name, k, (r, c))
-    assert recorded == (jacobian.method == "recorded")
-    if not case.local:
-        assert jacobian.method == "full" and not recorded
+    assert (jacobian.record_bytes > 0) == (case.name in CONE), case.name
+    found = jacobian.explain(case.inputs, pixel=(0, 0))
+    expected = "full" if not case.local else "crop" if case.name not in CONE else None
+    assert expected is None or found.strategy == expected
+    if found.strategy != "recorded":
+        assert jacobian.record_bytes == 0  # slower than the cone, or never made: none kept
+
+
+def test_strategy_and_convolutions_are_checked() -> None:
+    case = make_case("Denoiser")
+    with pytest.raises(InputError, match="unknown strategy 'fast'"):
+        PixelJacobian(case.model, strategy="fast")
+    with pytest.raises(InputError, match="unknown convolutions 'mkl'"):
+        PixelJacobian(case.model, convolutions="mkl")
+    assert STRATEGIES == ("auto", "recorded", "cone", "crop", "full")
 
 
 def test_prepare_keeps_nothing_above_the_record_limit() -> None:
-    from .conftest import make_case
-
     case = make_case("DeepPedestrian", (44, 46))
     jacobian = PixelJacobian(case.model, record_limit=10_000)
     jacobian.prepare(case.inputs)
-    assert jacobian._record is None
-    jacobian.attribute(case.inputs, pixel=(3, 3))
-    assert jacobian.method == "cone"
+    assert jacobian.record_bytes == 0
+    assert jacobian.explain(case.inputs, pixel=(3, 3)).strategy == "cone"
+    named = PixelJacobian(case.model, record_limit=10_000, strategy="recorded")
+    with pytest.raises(ModelError, match="record would exceed 10000 bytes"):
+        named.explain(case.inputs, pixel=(3, 3))
+
+
+def _autograd_row(model, inputs, pixel):  # noqa: ANN001, ANN202
+    xs = tuple(x.clone().requires_grad_(True) for x in inputs)
+    return torch.autograd.grad(model(*xs)[0, 0, pixel[0], pixel[1]], xs)
+
+
+def assert_same(got: tuple[torch.Tensor, ...], want: tuple[torch.Tensor, ...]) -> None:
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-9)
 
 
 def test_a_record_is_used_only_for_the_inputs_it_was_made_from() -> None:
-    from .conftest import make_case
-
     case = make_case("DeepPedestrian", (44, 46))
     jacobian = PixelJacobian(case.model)
     jacobian.prepare(case.inputs)
-    jacobian._ways[(torch.float64, "cpu", True)] = (True, torch.backends.mkldnn.enabled)
-    jacobian.attribute(case.inputs, pixel=(3, 3))
-    assert jacobian.method == "recorded"
     changed = tuple(x.clone() for x in case.inputs)
     changed[0][..., 4, 4] = 0.25
-    rows = jacobian.attribute(changed, pixel=(3, 3))
-    assert jacobian.method == "cone"
-    xs = tuple(x.clone().requires_grad_(True) for x in changed)
-    expected = torch.autograd.grad(case.model(*xs)[0, 0, 3, 3], xs)
-    for got, want in zip(rows, expected, strict=True):
-        torch.testing.assert_close(got, want, atol=1e-12, rtol=1e-9)
+    found = jacobian.explain(changed, pixel=(3, 3))
+    assert found.strategy == "cone"  # the record is of other tensors
+    assert_same(found.dense(), _autograd_row(case.model, changed, (3, 3)))
+    assert jacobian.record_bytes > 0  # kept for the inputs it was made from
     case.inputs[1][..., 0, 0] = 0.5  # modified in place: the version counter changes
-    jacobian.attribute(case.inputs, pixel=(3, 3))
-    assert jacobian.method == "cone"
+    found = jacobian.explain(case.inputs, pixel=(3, 3))
+    assert found.strategy == "cone"
+    assert_same(found.dense(), _autograd_row(case.model, case.inputs, (3, 3)))
+    named = PixelJacobian(case.model, strategy="recorded")  # records what it is given
+    named.prepare(case.inputs)
+    found = named.explain(changed, pixel=(3, 3))
+    assert found.strategy == "recorded"
+    assert_same(found.dense(), _autograd_row(case.model, changed, (3, 3)))
 
 
 def test_a_record_of_two_dimensional_inputs_serves_them_again() -> None:
-    from .conftest import make_case
-
     case = make_case("DeepPedestrian", (44, 46))
     images = tuple(x[0, 0].clone() for x in case.inputs)  # (H, W): new views on every call
-    jacobian = PixelJacobian(case.model)
+    jacobian = PixelJacobian(case.model, strategy="recorded")
     jacobian.prepare(images)
-    jacobian._ways[(torch.float64, "cpu", True)] = (True, torch.backends.mkldnn.enabled)
-    rows = jacobian.attribute(images, pixel=(43, 0))
-    assert jacobian.method == "recorded"
-    xs = tuple(x.clone().requires_grad_(True) for x in case.inputs)
-    expected = torch.autograd.grad(case.model(*xs)[0, 0, 43, 0], xs)
-    for got, want in zip(rows, expected, strict=True):
-        torch.testing.assert_close(got, want, atol=1e-12, rtol=1e-9)
+    found = jacobian.explain(images, pixel=(43, 0))
+    assert found.strategy == "recorded"
+    assert_same(found.dense(), _autograd_row(case.model, case.inputs, (43, 0)))
 
 
-def test_single_pixel_shape_and_zero_outside_field(
+def test_single_pixel_shape_and_zero_outside_the_window(
     case_with_reference: tuple[Case, tuple[torch.Tensor, ...]],
 ) -> None:
     case, reference = case_with_reference
@@ -122,41 +156,31 @@ def test_single_pixel_shape_and_zero_outside_field(
     for row, x, ref in zip(rows, case.inputs, reference, strict=True):
         assert row.shape == x.shape
         torch.testing.assert_close(row[0], ref[0, 0], atol=1e-10, rtol=1e-6)
-    if case.local:
-        window = jacobian.last_window
-        assert window is not None and window.top == 0 and window.left == 0
-        for row in rows:
-            outside = row.clone()
-            outside[..., window.top : window.bottom, window.left : window.right] = 0
-            assert float(outside.abs().max()) == 0.0
+    window = jacobian.explain(case.inputs, pixel=(0, 0)).window
+    assert window.top == 0 and window.left == 0
+    if not case.local:
+        assert window.shape == tuple(case.inputs[0].shape[-2:])
+    for row in rows:
+        outside = row.clone()
+        outside[..., window.top : window.bottom, window.left : window.right] = 0
+        assert float(outside.abs().max()) == 0.0
 
 
-@pytest.mark.parametrize("use_cone", [True, False])
-def test_cone_and_crop_agree(use_cone: bool) -> None:
-    from .conftest import make_case
-
+@pytest.mark.parametrize("strategy", ["cone", "crop"])
+def test_cone_and_crop_agree(strategy: str) -> None:
     case = make_case("MaskNet", (24, 26))
-    jacobian = PixelJacobian(case.model)
-    jacobian.use_cone = use_cone
-    first = jacobian.attribute(case.inputs, pixel=(5, 25))
-    assert jacobian.method == ("cone" if use_cone else "crop")
-    xs = tuple(x.clone().requires_grad_(True) for x in case.inputs)
-    full = torch.autograd.grad(case.model(*xs)[0, 0, 5, 25], xs)
-    for got, expected in zip(first, full, strict=True):
-        torch.testing.assert_close(got, expected, atol=1e-12, rtol=1e-9)
+    found = PixelJacobian(case.model, strategy=strategy).explain(case.inputs, pixel=(5, 25))
+    assert found.strategy == strategy
+    assert_same(found.dense(), _autograd_row(case.model, case.inputs, (5, 25)))
 
 
 @pytest.mark.parametrize("name", ["MaskNet", "EncoderDecoder", "GlobalPool"])
-def test_attribute_window_is_the_full_row_cut_to_its_window(name: str) -> None:
-    from .conftest import make_case
-
+def test_the_cropped_rows_are_the_full_rows_cut_to_their_window(name: str) -> None:
     case = make_case(name, (64, 60))
-    jacobian = PixelJacobian(case.model)
-    full = jacobian.attribute(case.inputs, pixel=(29, 3))
-    window, crops = jacobian.attribute_window(case.inputs, pixel=(29, 3))
-    assert window == jacobian.last_window
+    found = PixelJacobian(case.model).explain(case.inputs, pixel=(29, 3))
+    window, crops = found.window, found.cropped()
     rows, cols = window.as_slices()
-    for row, crop in zip(full, crops, strict=True):
+    for row, crop in zip(found.dense(), crops, strict=True):
         assert crop.shape == (row.shape[1], *window.shape)
         torch.testing.assert_close(crop, row[0][:, rows, cols], rtol=0, atol=0)
         outside = row.clone()
@@ -164,19 +188,18 @@ def test_attribute_window_is_the_full_row_cut_to_its_window(name: str) -> None:
         assert float(outside.abs().max()) == 0.0
 
 
-def test_receptive_field_is_that_of_the_last_call() -> None:
-    from .conftest import make_case
-
+def test_each_result_carries_the_field_it_was_computed_with() -> None:
     case = make_case("DeepFuse", (30, 28))
     jacobian = PixelJacobian(case.model)
-    assert jacobian.receptive_field is None
-    jacobian.attribute(case.inputs, pixel=(3, 4))
-    assert jacobian.receptive_field is not None and jacobian.locality(case.inputs).path == "crop"
+    found = jacobian.explain(case.inputs, pixel=(3, 4))
+    assert found.field is not None and found.field == jacobian.locality(case.inputs).field
     tiny = tuple(x[..., :5, :5] for x in case.inputs)  # the field covers the whole image
-    jacobian.attribute(tiny, pixel=(1, 1))
-    assert jacobian.locality(tiny).path == "full" and jacobian.receptive_field is None
-    jacobian.attribute(case.inputs, pixel=(3, 4))  # the bigger size again, already analysed
-    assert jacobian.receptive_field == jacobian.locality(case.inputs).field
+    small = jacobian.explain(tiny, pixel=(1, 1))
+    assert small.field is None and small.strategy == "full"
+    assert not jacobian.locality(tiny).local
+    assert found.field is not None  # a value: the later call did not change it
+    again = jacobian.explain(case.inputs, pixel=(3, 4))  # the bigger size, already analysed
+    assert again.field == found.field and again.strategy == found.strategy
 
 
 def test_the_first_pixel_after_prepare_keeps_the_record_only_if_it_is_faster() -> None:
@@ -187,11 +210,10 @@ def test_the_first_pixel_after_prepare_keeps_the_record_only_if_it_is_faster() -
     inputs = tuple(torch.rand(1, 1, 48, 50) for _ in range(2))
     jacobian = PixelJacobian(model, verify=False)
     jacobian.prepare(inputs)
-    assert jacobian._record is not None
-    jacobian.attribute(inputs, pixel=(24, 25))
-    use_record, _ = jacobian._ways[(torch.float32, "cpu", True)]
-    assert (jacobian._record is not None) == use_record
-    assert jacobian.method == ("recorded" if use_record else "cone")
+    assert jacobian.record_bytes > 0
+    found = jacobian.explain(inputs, pixel=(24, 25))
+    assert found.strategy in ("recorded", "cone")
+    assert (jacobian.record_bytes > 0) == (found.strategy == "recorded")
 
 
 class _SumsWithItself(torch.nn.Module):
@@ -211,12 +233,8 @@ def test_recorded_sums_count_a_repeated_argument_each_time() -> None:
     torch.manual_seed(0)
     model = _SumsWithItself().double().eval()
     inputs = tuple(torch.rand(1, 1, 16, 17, dtype=torch.float64) for _ in range(2))
-    jacobian = PixelJacobian(model)
+    jacobian = PixelJacobian(model, strategy="recorded")
     jacobian.prepare(inputs)
-    jacobian._ways[(torch.float64, "cpu", True)] = (True, torch.backends.mkldnn.enabled)
-    rows = jacobian.attribute(inputs, pixel=(7, 8))
-    assert jacobian.method == "recorded"
-    xs = tuple(x.clone().requires_grad_(True) for x in inputs)
-    expected = torch.autograd.grad(model(*xs)[0, 0, 7, 8], xs)
-    for got, want in zip(rows, expected, strict=True):
-        torch.testing.assert_close(got, want, atol=1e-12, rtol=1e-9)
+    found = jacobian.explain(inputs, pixel=(7, 8))
+    assert found.strategy == "recorded"
+    assert_same(found.dense(), _autograd_row(model, inputs, (7, 8)))

@@ -43,22 +43,21 @@ def test_untraceable_model_is_measured_and_verified() -> None:
     with pytest.raises(TraceFailure):
         trace_receptive_fields(case.model, 2)
     locality = analyse_locality(case.model, case.inputs)
-    assert locality.path == "crop" and locality.how.startswith("measured")
+    assert locality.local and locality.how.startswith("measured")
     assert locality.field.radius >= 2  # a 5x5 convolution
     assert locality.verified_error is not None and locality.verified_error < 1e-9
 
 
 @pytest.mark.parametrize("name", ["GlobalPool", "SelfAttention"])
-def test_non_local_models_take_the_full_path(name: str) -> None:
+def test_non_local_models_are_found_not_local(name: str) -> None:
     case = make_case(name)
     locality = analyse_locality(case.model, case.inputs)
-    assert locality.path == "full" and "not local" in locality.how
+    assert not locality.local and locality.field is None and "not local" in locality.how
 
 
 def test_user_override_too_small_is_widened_by_verification() -> None:
     case = make_case("DeepFuse")
-    jacobian = PixelJacobian(case.model, receptive_field=ReceptiveField.square(3))
-    jacobian.use_cone = False
+    jacobian = PixelJacobian(case.model, receptive_field=ReceptiveField.square(3), strategy="crop")
     locality = jacobian.locality(case.inputs)
     assert locality.how.startswith("user") and "widened" in locality.how
     xs = tuple(x.clone().requires_grad_(True) for x in case.inputs)

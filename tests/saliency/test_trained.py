@@ -45,15 +45,20 @@ def check_rows_against_autograd(model: torch.nn.Module, inputs: list[torch.Tenso
     xs = tuple(x[..., CROP[0], CROP[1]].double().contiguous() for x in inputs)
     pixels = sample_pixels(tuple(xs[0].shape[-2:]), count=4)
     jacobian = PixelJacobian(model)
-    rows = jacobian.attribute(xs, pixels=pixels)
-    assert_rows_equal_autograd(rows, model, xs, pixels)
-    assert jacobian.method == "cone"
-    prepared = PixelJacobian(model)  # a backward sweep from the full-image forward
+    found = jacobian.explain_pixels(xs, pixels)
+    assert_rows_equal_autograd(_stacked(found), model, xs, pixels)
+    assert {f.strategy for f in found} == {"cone"}
+    prepared = PixelJacobian(model, strategy="recorded")  # a sweep from the full forward
     prepared.prepare(xs)
-    prepared._ways[(torch.float64, "cpu", True)] = (True, torch.backends.mkldnn.enabled)
-    rows = prepared.attribute(xs, pixels=pixels)
-    assert prepared.method == "recorded"
-    assert_rows_equal_autograd(rows, model, xs, pixels)
+    found = prepared.explain_pixels(xs, pixels)
+    assert {f.strategy for f in found} == {"recorded"}
+    assert_rows_equal_autograd(_stacked(found), model, xs, pixels)
+
+
+def _stacked(found: list) -> tuple[torch.Tensor, ...]:
+    """Per input, the rows of every pixel along a leading axis (as ``attribute`` gives)."""
+    dense = [f.dense() for f in found]
+    return tuple(torch.cat([d[k] for d in dense]) for k in range(len(dense[0])))
 
 
 @pytest.mark.parametrize("name", PAPER_NETWORKS)
@@ -69,22 +74,22 @@ def test_authors_checkpoint_rows_equal_autograd(paper: Path, name: str) -> None:
 
 
 @pytest.mark.parametrize("name", ["DeepFuse", "DeepPedestrian"])
-@pytest.mark.parametrize("use_record", [True, False])
-@pytest.mark.parametrize("onednn", [True, False])
+@pytest.mark.parametrize("strategy", ["recorded", "cone"])
+@pytest.mark.parametrize("convolutions", ["onednn", "im2col"])
 def test_float32_rows_every_way_equal_float64_autograd(
-    name: str, use_record: bool, onednn: bool
+    name: str, strategy: str, convolutions: str
 ) -> None:
     model = get_model(name)
     inputs = [
         x[..., 100:164, 90:150].contiguous() for x in as_tensors(load_demo("mri-pet").stack())
     ]
-    jacobian = PixelJacobian(model, verify=False)
+    jacobian = PixelJacobian(model, verify=False, strategy=strategy, convolutions=convolutions)
     fused = jacobian.prepare(inputs)
     torch.testing.assert_close(fused, model(*inputs), rtol=0, atol=1e-6)
-    jacobian._ways[(torch.float32, "cpu", True)] = (use_record, onednn)  # instead of timing
     pixels = [(0, 0), (31, 17), (63, 59)]
-    rows = jacobian.attribute(inputs, pixels=pixels)
-    assert jacobian.method == ("recorded" if use_record else "cone")
-    assert torch.backends.mkldnn.enabled, "the global oneDNN switch was not restored"
+    found = jacobian.explain_pixels(inputs, pixels)
+    rows = _stacked(found)
+    assert {f.strategy for f in found} == {strategy}
+    assert torch.backends.mkldnn.enabled, "the global oneDNN switch changed"
     twin = get_model(name).double().eval()
     assert_rows_equal_autograd(rows, twin, tuple(inputs), pixels)

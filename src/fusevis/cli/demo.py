@@ -163,12 +163,13 @@ def static_demo(name: str, out: Path, pixel: tuple[int, int], guidance_model: st
         jacobian = PixelJacobian(model)
         jacobian.attribute(tensors, pixel=pixel)  # analyses the field once
         start = time.perf_counter()
-        maps = jacobian.attribute(tensors, pixel=pixel)
+        found = jacobian.explain(tensors, pixel)
+        maps = found.dense()
         elapsed = (time.perf_counter() - start) * 1e3
-        window = jacobian.last_window
+        window = found.window
         rows.append((model_name, minmax(fused), [(m[0, 0].numpy(), window) for m in maps]))
         scores = ssim_scores(model, image_set)
-        field = jacobian.receptive_field
+        field = found.field
         table.add_row(
             model_name,
             f"{scores['ssim_1']:.3f}",

@@ -8,15 +8,23 @@ from fusevis.saliency.attribution import (
     SmoothGrad,
 )
 from fusevis.saliency.cache import MapCache, cached_maps
+from fusevis.saliency.explanation import Explanation
 from fusevis.saliency.field import ReceptiveField, Window
-from fusevis.saliency.jacobian import PixelJacobian
+from fusevis.saliency.jacobian import STRATEGIES, PixelJacobian
 from fusevis.saliency.locality import Locality, analyse_locality
-from fusevis.saliency.maps import SaliencyMaps, compute_maps, guidance_maps, influence_maps
-from fusevis.saliency.tensors import Cancelled
+from fusevis.saliency.maps import (
+    Cancelled,
+    SaliencyMaps,
+    compute_maps,
+    guidance_maps,
+    influence_maps,
+)
 
 __all__ = [
     "METHODS",
+    "STRATEGIES",
     "Cancelled",
+    "Explanation",
     "Gradient",
     "GradientTimesInput",
     "IntegratedGradients",

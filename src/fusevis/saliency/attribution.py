@@ -1,31 +1,34 @@
-"""Other attribution methods for a fused pixel or a region, all on receptive-field crops.
+"""The attribution methods: the Jacobian row and others, for a fused pixel or a region.
 
-Each class is built once with the model and explains a target by ``attribute(inputs,
-pixel=(row, col))`` or ``attribute(inputs, region=mask)``; a region's target is the sum of
-its fused pixels. Results are shaped like the inputs and zero outside the region's field.
-Because the target depends only on the inputs inside that field, every method runs on the
-crop and gives exactly what it would give on the whole image (noise and baselines are
-drawn for the whole image, then cropped).
+:data:`METHODS` names them all. Each class is built once with the model (and the output
+channel) and explains a target by ``attribute(inputs, pixel=(row, col))`` — tensors shaped
+like the inputs, zero outside the target's field — or by ``explain(...)``, which returns an
+:class:`~fusevis.saliency.explanation.Explanation` (the values over their window, the
+window, the strategy and the field). Besides :class:`~fusevis.saliency.PixelJacobian`, the
+methods here also take ``region=mask``, whose target is the sum of its fused pixels.
+Because the target depends only on the inputs inside its field, every method runs on the
+field's crop and gives exactly what it would give on the whole image (noise and baselines
+are drawn for the whole image, then cropped).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 
 from fusevis.errors import InputError
+from fusevis.saliency.crop import KeptForward, cut_inputs
+from fusevis.saliency.explanation import Explanation
 from fusevis.saliency.field import Window, field_window
+from fusevis.saliency.inputs import as_input_tuple, check_pixel, image_shape
 from fusevis.saliency.jacobian import PixelJacobian
-from fusevis.saliency.tensors import (
-    OutputChannel,
-    as_input_tuple,
-    check_pixel,
-    forward_selected,
-    frozen_parameters,
-)
+from fusevis.saliency.locality import Locality
+from fusevis.saliency.outputs import OutputChannel
+from fusevis.saliency.switches import frozen_parameters
 
 
 def region_mask(
@@ -52,16 +55,17 @@ def region_mask(
 class CropAttribution:
     """Base class: gradients of a target (pixel or region sum) on the field crop."""
 
+    name: ClassVar[str] = ""
+
     def __init__(self, model: nn.Module, output_channel: OutputChannel = 0) -> None:
         self.model = model
         self.output_channel = output_channel
-        self._jacobian = PixelJacobian(model, output_channel)
-        self.last_window: Window | None = None
+        self._jacobian = PixelJacobian(model, output_channel)  # its analysis, per input size
 
-    def _window(self, items: tuple[torch.Tensor, ...], mask: torch.Tensor) -> Window:
+    @staticmethod
+    def _window(locality: Locality, mask: torch.Tensor) -> Window:
         shape = tuple(mask.shape)
-        locality = self._jacobian.locality(items)
-        if locality.path == "full":
+        if not locality.local:
             return Window(0, shape[0], 0, shape[1])
         rows = mask.any(dim=1).nonzero()[:, 0]
         cols = mask.any(dim=0).nonzero()[:, 0]
@@ -75,12 +79,39 @@ class CropAttribution:
     def _gradients(
         self, crops: Sequence[torch.Tensor], local_mask: torch.Tensor
     ) -> tuple[torch.Tensor, ...]:
-        leaves = tuple(c.detach().requires_grad_(True) for c in crops)
-        output = forward_selected(self.model, leaves, self.output_channel)
-        target = (output[0] * local_mask.to(output.dtype)).sum()
-        grads = torch.autograd.grad(target, leaves, allow_unused=True)
+        kept = KeptForward(self.model, crops, self.output_channel)
+        target = (kept.output[0] * local_mask.to(kept.output.dtype)).sum()
+        grads = kept.along(target, keep=False)
         return tuple(
-            torch.zeros_like(c) if g is None else g for g, c in zip(grads, leaves, strict=True)
+            torch.zeros_like(c) if g is None else g for g, c in zip(grads, kept.leaves, strict=True)
+        )
+
+    def explain(
+        self,
+        inputs: torch.Tensor | Sequence[torch.Tensor],
+        pixel: tuple[int, int] | None = None,
+        region: np.ndarray | torch.Tensor | None = None,
+    ) -> Explanation:
+        """Attribution of the target to every input pixel, over the target's window."""
+        items = as_input_tuple(inputs)
+        shape = image_shape(items)
+        mask = region_mask(shape, pixel, region)
+        locality = self._jacobian.locality(items)
+        window = self._window(locality, mask)
+        rows, cols = window.as_slices()
+        with frozen_parameters(self.model), torch.enable_grad():
+            local = self._attributecut_inputs(items, window, mask[rows, cols].to(items[0].device))
+        return Explanation(
+            tuple((window, value[0].detach()) for value in local),
+            window,
+            "crop" if locality.local else "full",
+            locality.field,
+            shape,
+            tuple(int(x.shape[1]) for x in items),
+            items[0].dtype,
+            items[0].device,
+            None if pixel is None else check_pixel(pixel, shape),
+            self.name,
         )
 
     def attribute(
@@ -90,44 +121,30 @@ class CropAttribution:
         region: np.ndarray | torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, ...]:
         """Attribution of the target to every input pixel, one tensor per input."""
-        items = as_input_tuple(inputs)
-        shape = (int(items[0].shape[-2]), int(items[0].shape[-1]))
-        mask = region_mask(shape, pixel, region)
-        window = self._window(items, mask)
-        self.last_window = window
-        rows, cols = window.as_slices()
-        with frozen_parameters(self.model):
-            local = self._attribute_crop(items, window, mask[rows, cols].to(items[0].device))
-        results = []
-        for x, value in zip(items, local, strict=True):
-            full = torch.zeros_like(x)
-            full[..., rows, cols] = value.detach()
-            results.append(full)
-        return tuple(results)
+        return self.explain(inputs, pixel, region).dense()
 
-    def _attribute_crop(
+    def _attributecut_inputs(
         self, items: tuple[torch.Tensor, ...], window: Window, local_mask: torch.Tensor
     ) -> tuple[torch.Tensor, ...]:
         raise NotImplementedError
 
 
-def _crop(items: Sequence[torch.Tensor], window: Window) -> tuple[torch.Tensor, ...]:
-    rows, cols = window.as_slices()
-    return tuple(x[..., rows, cols] for x in items)
-
-
 class Gradient(CropAttribution):
     """The plain gradient ∂target/∂x_k (for one pixel: its Jacobian row)."""
 
-    def _attribute_crop(self, items, window, local_mask):  # noqa: ANN001, ANN202, D102
-        return self._gradients(_crop(items, window), local_mask)
+    name = "gradient"
+
+    def _attributecut_inputs(self, items, window, local_mask):  # noqa: ANN001, ANN202, D102
+        return self._gradients(cut_inputs(items, window), local_mask)
 
 
 class GradientTimesInput(CropAttribution):
     """Gradient × input."""
 
-    def _attribute_crop(self, items, window, local_mask):  # noqa: ANN001, ANN202, D102
-        crops = _crop(items, window)
+    name = "gradient_x_input"
+
+    def _attributecut_inputs(self, items, window, local_mask):  # noqa: ANN001, ANN202, D102
+        crops = cut_inputs(items, window)
         return tuple(g * c for g, c in zip(self._gradients(crops, local_mask), crops, strict=True))
 
 
@@ -137,6 +154,8 @@ class SmoothGrad(CropAttribution):
     The noise's standard deviation is ``sigma`` × (max − min) of each input; ``seed`` makes
     it reproducible.
     """
+
+    name = "smoothgrad"
 
     def __init__(
         self,
@@ -149,9 +168,9 @@ class SmoothGrad(CropAttribution):
         super().__init__(model, output_channel)
         self.samples, self.sigma, self.seed = samples, sigma, seed
 
-    def _attribute_crop(self, items, window, local_mask):  # noqa: ANN001, ANN202, D102
+    def _attributecut_inputs(self, items, window, local_mask):  # noqa: ANN001, ANN202, D102
         generator = torch.Generator().manual_seed(self.seed)
-        total = [torch.zeros_like(c) for c in _crop(items, window)]
+        total = [torch.zeros_like(c) for c in cut_inputs(items, window)]
         for _ in range(self.samples):
             noisy = []
             for x in items:
@@ -159,7 +178,7 @@ class SmoothGrad(CropAttribution):
                 noise = torch.randn(x.shape, generator=generator, dtype=x.dtype)
                 noisy.append(x + self.sigma * spread * noise.to(x.device))
             for acc, g in zip(
-                total, self._gradients(_crop(noisy, window), local_mask), strict=True
+                total, self._gradients(cut_inputs(noisy, window), local_mask), strict=True
             ):
                 acc += g
         return tuple(t / self.samples for t in total)
@@ -181,6 +200,8 @@ class IntegratedGradients(CropAttribution):
     attributions sum to F(x) − F(x') up to the Riemann-sum error.
     """
 
+    name = "integrated_gradients"
+
     def __init__(
         self,
         model: nn.Module,
@@ -200,9 +221,9 @@ class IntegratedGradients(CropAttribution):
             return tuple(torch.zeros_like(x) for x in items)
         return tuple(blurred(x, self.blur_sigma) for x in items)
 
-    def _attribute_crop(self, items, window, local_mask):  # noqa: ANN001, ANN202, D102
-        crops = _crop(items, window)
-        bases = _crop(self.baselines(items), window)
+    def _attributecut_inputs(self, items, window, local_mask):  # noqa: ANN001, ANN202, D102
+        crops = cut_inputs(items, window)
+        bases = cut_inputs(self.baselines(items), window)
         total = [torch.zeros_like(c) for c in crops]
         for step in range(self.steps):
             alpha = (step + 0.5) / self.steps
@@ -212,9 +233,7 @@ class IntegratedGradients(CropAttribution):
         return tuple((c - b) * t / self.steps for c, b, t in zip(crops, bases, total, strict=True))
 
 
-METHODS: dict[str, type[CropAttribution]] = {
-    "gradient": Gradient,
-    "gradient_x_input": GradientTimesInput,
-    "smoothgrad": SmoothGrad,
-    "integrated_gradients": IntegratedGradients,
+METHODS: dict[str, type[PixelJacobian] | type[CropAttribution]] = {
+    method.name: method
+    for method in (PixelJacobian, Gradient, GradientTimesInput, SmoothGrad, IntegratedGradients)
 }

@@ -8,7 +8,7 @@
 2. verify it: crop-based Jacobians must equal full-image gradients (float64) at sampled
    pixels, the four corners and edge midpoints included; a failed check widens the field;
 3. a model whose field covers the whole image (global pooling, attention, image-wide
-   normalisation) takes the full-image path, and the result says so.
+   normalisation) is not local: it is computed on the full image, and the result says so.
 """
 
 from __future__ import annotations
@@ -20,8 +20,10 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from fusevis.saliency.crop import KeptForward, crop_rows
 from fusevis.saliency.field import ReceptiveField, Window, field_window
-from fusevis.saliency.tensors import OutputChannel, forward_selected, frozen_parameters
+from fusevis.saliency.outputs import OutputChannel
+from fusevis.saliency.switches import frozen_parameters
 from fusevis.saliency.trace import NotLocal, TraceFailure, trace_receptive_fields
 
 VERIFY_TOLERANCE = 1e-9
@@ -33,21 +35,21 @@ class Locality:
 
     Attributes
     ----------
-    path : {"crop", "full"}
-        ``"crop"``: receptive-field crops (exact, fast); ``"full"``: full-image gradients,
-        for models that are not local.
+    local : bool
+        True: each fused pixel depends on a receptive field smaller than the image, and is
+        computed from it alone (exact, fast); False: full-image gradients.
     field : ReceptiveField or None
-        The field used for crops (the union over inputs); None on the full path.
+        The field (the union over inputs); None for a model that is not local.
     per_input : list of ReceptiveField
-        The field of every input (on the crop path).
+        The field of every input (for a local model).
     how : str
-        ``"traced"``, ``"measured"`` or ``"user"``, and for the full path why.
+        ``"traced"``, ``"measured"`` or ``"user"``, and for a model that is not local why.
     verified_error : float or None
         Largest relative difference between crop and full-image Jacobians seen when
         verifying (None when verification was skipped).
     """
 
-    path: str
+    local: bool
     field: ReceptiveField | None
     per_input: list[ReceptiveField] = field(default_factory=list)
     how: str = ""
@@ -77,24 +79,6 @@ def sample_pixels(shape: tuple[int, int], count: int = 3, seed: int = 0) -> list
         for _ in range(count)
     ]
     return list(dict.fromkeys(fixed + randoms))
-
-
-def crop_jacobian(
-    model: nn.Module,
-    inputs: tuple[torch.Tensor, ...],
-    pixel: tuple[int, int],
-    window: Window,
-    channel: OutputChannel,
-) -> list[torch.Tensor]:
-    """Jacobian row of ``pixel`` computed on the crop ``window``, as (C, h, w) per input."""
-    rows, cols = window.as_slices()
-    crops = [x[..., rows, cols].detach().requires_grad_(True) for x in inputs]
-    output = forward_selected(model, crops, channel)
-    target = output[0, pixel[0] - window.top, pixel[1] - window.left]
-    grads = torch.autograd.grad(target, crops, allow_unused=True)
-    return [
-        torch.zeros_like(c[0]) if g is None else g[0] for g, c in zip(grads, crops, strict=True)
-    ]
 
 
 def _float64_copy(
@@ -138,7 +122,7 @@ def measure_fields(
     with frozen_parameters(twin):
         for trial in trials:
             for pixel in pixels:
-                rows = crop_jacobian(twin, trial, pixel, whole, channel)
+                rows = crop_rows(twin, trial, pixel, whole, channel)
                 for index, grad in enumerate(rows):
                     support = grad.abs().sum(dim=0).nonzero()
                     if support.numel() == 0:
@@ -184,18 +168,17 @@ def verify_field(
     twin, originals = _float64_copy(model, inputs)
     shape = tuple(inputs[0].shape[-2:])
     with frozen_parameters(twin):
-        full_inputs = tuple(x.clone().requires_grad_(True) for x in originals)
-        output = forward_selected(twin, full_inputs, channel)
-        probe = torch.zeros_like(output)
+        kept = KeptForward(twin, originals, channel)
+        probe = torch.zeros_like(kept.output)
         for row, col in pixels:
             probe[0, row, col] = 1.0
-        full = torch.autograd.grad(output, full_inputs, probe, allow_unused=True)
+        full = kept.probed(probe, keep=False)
         placed = [torch.zeros_like(x[0]) for x in originals]
         for pixel in pixels:
             window = field_window(rf, (pixel[0], pixel[0] + 1), (pixel[1], pixel[1] + 1), shape)
             rows, cols = window.as_slices()
             for total, crop_grad in zip(
-                placed, crop_jacobian(twin, originals, pixel, window, channel), strict=True
+                placed, crop_rows(twin, originals, pixel, window, channel), strict=True
             ):
                 total[..., rows, cols] += crop_grad
     worst = 0.0
@@ -213,7 +196,7 @@ def analyse_locality(
     override: ReceptiveField | None = None,
     verify: bool = True,
 ) -> Locality:
-    """Decide between the crop and the full path for ``model`` at the inputs' size."""
+    """Decide whether ``model`` is local at the inputs' size, and find its field."""
     shape = tuple(inputs[0].shape[-2:])
     try:
         if override is not None:
@@ -227,20 +210,20 @@ def analyse_locality(
                 per_input = measure_fields(model, inputs, channel)
                 how = f"measured ({failure})"
     except NotLocal as reason:
-        return Locality("full", None, [], f"not local: {reason}")
+        return Locality(False, None, [], f"not local: {reason}")
     combined = per_input[0]
     for other in per_input[1:]:
         combined = combined.union(other)
     if not verify:
-        return Locality("crop", combined, per_input, how, None)
+        return Locality(True, combined, per_input, how, None)
     pixels = sample_pixels(shape)
     for _ in range(6):
         if combined.height >= shape[0] and combined.width >= shape[1]:
             break
         error = verify_field(model, inputs, combined, channel, pixels)
         if error <= VERIFY_TOLERANCE:
-            return Locality("crop", combined, per_input, how, error)
+            return Locality(True, combined, per_input, how, error)
         combined = combined.widened(max(2, combined.radius))
         per_input = [combined] * len(inputs)
         how += "; widened after verification"
-    return Locality("full", None, [], f"{how}; field covers the image")
+    return Locality(False, None, [], f"{how}; field covers the image")

@@ -24,19 +24,20 @@ import numpy as np
 import torch
 from torch import nn
 
+from fusevis.errors import FuseVisError
+from fusevis.saliency.crop import KeptForward, cut_inputs
 from fusevis.saliency.field import ReceptiveField, Window, field_window
+from fusevis.saliency.inputs import as_input_tuple
 from fusevis.saliency.locality import Locality, analyse_locality
-from fusevis.saliency.tensors import (
-    Cancelled,
-    OutputChannel,
-    as_input_tuple,
-    flushed_denormals,
-    forward_selected,
-    frozen_parameters,
-)
+from fusevis.saliency.outputs import OutputChannel
+from fusevis.saliency.switches import flushed_denormals, frozen_parameters
 
 ProgressCallback = Callable[[int, int], None]
 CancelCheck = Callable[[], bool]
+
+
+class Cancelled(FuseVisError):
+    """A long computation was cancelled by its caller."""
 
 
 def influence_shares(influence: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -61,7 +62,7 @@ class SaliencyMaps:
     influence : list of numpy.ndarray or None
         Per input, (H, W) Σ_q |∂F(p)/∂x_k(q)| summed over the input's channels.
     locality : Locality
-        The path (crop or full) and the field used.
+        Whether the model is local, and the field used.
     method : str
         A description of how the maps were computed.
     """
@@ -177,7 +178,7 @@ def compute_maps(
             arrays.update({k: v for k, v in saved.items() if k in arrays})
     saver = _Saver(checkpoint, checkpoint_interval)
     with frozen_parameters(model), flushed_denormals():
-        if locality.path == "full":
+        if not locality.local:
             method = _full_loop(
                 model, items, arrays, influence, output_channel, progress, cancel, saver, done
             )
@@ -267,9 +268,8 @@ def _probe_colouring(
         if not colours:
             continue
         window = field_window(rf, (part.top, part.bottom), (part.left, part.right), shape)
-        rows, cols = window.as_slices()
-        leaves = tuple(x[..., rows, cols].detach().requires_grad_(True) for x in items)
-        output = forward_selected(model, leaves, channel)
+        kept = KeptForward(model, cut_inputs(items, window), channel)
+        output = kept.output
         local = (
             slice(part.top - window.top, part.bottom - window.top),
             slice(part.left - window.left, part.right - window.left),
@@ -290,7 +290,7 @@ def _probe_colouring(
                 first_r - window.top : part.bottom - window.top : period_r,
                 first_c - window.left : part.right - window.left : period_c,
             ] = 1.0
-            grads = torch.autograd.grad(output, leaves, probe, retain_graph=True, allow_unused=True)
+            grads = kept.probed(probe)
             for k, grad in enumerate(grads):
                 if grad is None:
                     continue
@@ -320,11 +320,11 @@ def _probe_colouring(
             done.add((tile_index, a * period_c + b))
             finished += 1
             saver.after_pass(finished, total, progress, cancel, arrays, done)
-        del output, leaves
+        del output, kept
     saver.maybe(arrays, done, force=True)
-    kind = "guidance + influence" if influence else "guidance"
+    what = "guidance + influence" if influence else "guidance"
     return (
-        f"{kind} by probe colouring: {period_r}x{period_c} backward passes per tile, "
+        f"{what} by probe colouring: {period_r}x{period_c} backward passes per tile, "
         f"{len(parts)} tile(s), field {rf.height}x{rf.width} ({rf.source})"
     )
 
@@ -368,17 +368,14 @@ def _full_loop(
 ) -> str:
     """One backward pass per pixel through the whole image (non-local models)."""
     shape = arrays["fused"].shape
-    leaves = tuple(x.detach().requires_grad_(True) for x in items)
-    output = forward_selected(model, leaves, channel)
-    arrays["fused"][...] = output[0].detach().cpu().numpy()
+    kept = KeptForward(model, items, channel)
+    arrays["fused"][...] = kept.output[0].detach().cpu().numpy()
     total = shape[0] * shape[1]
     for row in range(shape[0]):
         if (0, row) in done:
             continue
         for col in range(shape[1]):
-            grads = torch.autograd.grad(
-                output[0, row, col], leaves, retain_graph=True, allow_unused=True
-            )
+            grads = kept.at((row, col))
             for k, grad in enumerate(grads):
                 if grad is None:
                     continue

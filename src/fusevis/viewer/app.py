@@ -67,7 +67,7 @@ def images_frame(data: ViewerData, state: ViewerState) -> bytes:
     for name in state.in_view:
         session = data.sessions[name]
         arrays[f"{name}/fused"] = session.fused
-        models[name] = {"radius": session.radius, "method": session.jacobian.method}
+        models[name] = {"radius": session.radius, "method": session.strategy}
     header = {
         "kind": "images",
         "state": state.snapshot(),

@@ -51,12 +51,8 @@ class ModelSession:
     fused: np.ndarray
     jacobian: PixelJacobian
     maps: dict[str, MapProgress] = field(default_factory=dict)
-
-    @property
-    def radius(self) -> int:
-        """The receptive-field radius (0 when the model is computed on the full image)."""
-        rf = self.jacobian.receptive_field
-        return 0 if rf is None else int(rf.radius)
+    radius: int = 0  # the receptive-field radius (0: the model is computed on the full image)
+    strategy: str = ""  # how the last hover's rows were computed (PixelJacobian's strategies)
 
 
 class ViewerData:
@@ -123,8 +119,9 @@ class ViewerData:
         # hover a backward sweep only; the first pixel then picks the fastest way
         output = jacobian.prepare(self.tensors)  # checks the output's shape (ModelError)
         fused = select_output(output, 0)[0].detach().numpy().astype(np.float32)
-        jacobian.attribute_window(self.tensors, (self.shape[0] // 2, self.shape[1] // 2))
-        return ModelSession(name, model, fused, jacobian)
+        found = jacobian.explain(self.tensors, (self.shape[0] // 2, self.shape[1] // 2))
+        radius = 0 if found.field is None else int(found.field.radius)
+        return ModelSession(name, model, fused, jacobian, radius=radius, strategy=found.strategy)
 
     def pixel_frame(self, names: list[str], pixel: tuple[int, int]) -> tuple[dict, dict]:
         """Header and arrays of one hover answer: per model, the Jacobian window.
@@ -137,7 +134,8 @@ class ViewerData:
         arrays: dict[str, np.ndarray] = {}
         for name in names:
             session = self.sessions[name]
-            window, crops = session.jacobian.attribute_window(self.tensors, (row, col))
+            found = session.jacobian.explain(self.tensors, (row, col))
+            window, crops, session.strategy = found.window, found.cropped(), found.strategy
             rows = [c.sum(dim=0).detach().numpy() for c in crops]
             local = (row - window.top, col - window.left)
             guidance = session.maps.get("guidance", MapProgress()).arrays
@@ -149,7 +147,7 @@ class ViewerData:
                 "guidance_at_pixel": [
                     _value_at(guidance.get(f"guidance_{k}"), row, col) for k in range(len(rows))
                 ],
-                "method": session.jacobian.method,
+                "method": found.strategy,
             }
             for k, values in enumerate(rows):
                 arrays[f"{name}/jacobian_{k}"] = values
