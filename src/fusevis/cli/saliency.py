@@ -29,7 +29,7 @@ from fusevis.io import ImageSet
 from fusevis.io.writers import atomic_output, check_writable
 from fusevis.models.inference import as_tensors, check_input_count
 from fusevis.models.registry import resolve_model
-from fusevis.saliency import METHODS, PixelJacobian, SaliencyMaps, Window, cached_maps
+from fusevis.saliency import METHODS, SaliencyMaps, Window, cached_maps
 from fusevis.saliency.maps import compute_maps
 from fusevis.saliency.tensors import forward_selected
 
@@ -116,7 +116,7 @@ def saliency_command(
     pixel: Annotated[tuple[int, int], typer.Option(help="Fused pixel as ROW COL.")],
     output: Annotated[Path, typer.Option("--output", "-o", help=".npz or .png")],
     weights: WeightsPath = None,
-    method: Annotated[str, typer.Option(help="jacobian, " + ", ".join(METHODS))] = "jacobian",
+    method: Annotated[str, typer.Option(help=", ".join(METHODS))] = "jacobian",
     channel: Channel = 0,
     color: Color = "gray",
     normalize: Normalize = "minmax",
@@ -137,16 +137,11 @@ def saliency_command(
     image_set, network, tensors = _prepare(
         inputs, model, weights, color, normalize, slice_index, axis, device, max_pixels, series
     )
-    if method == "jacobian":
-        explainer = PixelJacobian(network, channel)
-        rows = explainer.attribute(tensors, pixel=pixel)
-        prefix, window = "jacobian", explainer.last_window
-    elif method in METHODS:
-        attribution = METHODS[method](network, channel)
-        rows = attribution.attribute(tensors, pixel=pixel)
-        prefix, window = "attribution", attribution.last_window
-    else:
-        raise FuseVisError(f"unknown method {method!r}; use jacobian or {', '.join(METHODS)}")
+    if method not in METHODS:
+        raise FuseVisError(f"unknown method {method!r}; use {', '.join(METHODS)}")
+    found = METHODS[method](network, channel).explain(tensors, pixel=pixel)
+    rows, window = found.dense(), found.window
+    prefix = "jacobian" if method == "jacobian" else "attribution"
     with torch.no_grad():
         fused = forward_selected(network, tensors, channel)[0].cpu().numpy()
     maps = [r[0].sum(dim=0).cpu().numpy() for r in rows]
