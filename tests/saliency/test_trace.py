@@ -147,3 +147,12 @@ def test_each_model_is_traced_once_for_the_tracer_the_cone_and_the_sweep(
     PixelJacobian(model, strategy="cone").explain(inputs, pixel=(3, 4))
     assert calls == [model]
     assert cone_of(model, 2).graph is graph_of(model)
+
+
+def test_a_model_changed_by_surgery_is_traced_again() -> None:
+    model = Chain(nn.Conv2d(2, 1, 3, padding=1))
+    first = graph_of(model)
+    assert graph_of(model) is first
+    model.layers[0] = nn.Conv2d(2, 1, 5, padding=2)
+    assert graph_of(model) is not first
+    assert trace_receptive_fields(model, 2)[0].radius == 2

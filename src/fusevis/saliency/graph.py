@@ -48,12 +48,27 @@ class Graph:
             raise TraceFailure("a graph without exactly one output")
         self.output = outputs[0]
 
+    def still_of(self, model: nn.Module) -> bool:
+        """Whether ``model`` still holds the submodules and constants traced (no surgery)."""
+        try:
+            return all(
+                _attribute(model, node.target) is _attribute(self.module, node.target)
+                for node in self.nodes
+                if node.op in ("call_module", "get_attr")
+            )
+        except AttributeError:
+            return False
+
     def constant(self, node: torch.fx.Node) -> object:
         """The value of a ``get_attr`` node (a parameter or buffer of the model)."""
-        value: object = self.module
-        for name in str(node.target).split("."):
-            value = getattr(value, name)
-        return value
+        return _attribute(self.module, node.target)
+
+
+def _attribute(root: object, path: object) -> object:
+    value = root
+    for name in str(path).split("."):
+        value = getattr(value, name)
+    return value
 
 
 _GRAPHS: weakref.WeakKeyDictionary[nn.Module, Graph | TraceFailure] = weakref.WeakKeyDictionary()
@@ -63,6 +78,8 @@ _LOCK = threading.Lock()
 def graph_of(model: nn.Module) -> Graph:
     """The traced graph of ``model``, made on the first call for this model object.
 
+    Traced again if the model's submodules or constants were replaced since.
+
     Raises
     ------
     TraceFailure
@@ -70,6 +87,8 @@ def graph_of(model: nn.Module) -> Graph:
     """
     with _LOCK:
         found = _GRAPHS.get(model)
+        if isinstance(found, Graph) and not found.still_of(model):
+            found = None
         if found is None:
             try:
                 found = Graph(torch.fx.symbolic_trace(model))
