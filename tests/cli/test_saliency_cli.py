@@ -118,3 +118,10 @@ def test_guidance_formats(
     np.testing.assert_allclose(group["guidance_0"][:], data["guidance_0"], atol=1e-7)
     bad = fusevis("guidance", *common, "-o", str(tmp_path / "g.txt"))
     assert_one_line_error(bad, "guidance output must be .npz, .h5, .zarr or .png")
+
+
+def test_the_command_line_names_every_attribution_method() -> None:
+    from fusevis.cli.saliency import METHOD_NAMES
+    from fusevis.saliency import METHODS
+
+    assert set(METHOD_NAMES) == set(METHODS)

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from fusevis.analysis.dataset_run import analyze, summary_paths
+from fusevis.cli.options import Threads, use_threads
 from fusevis.cli.report import Influence, ModelList, WeightsList
 from fusevis.io.writers import check_writable
 
@@ -26,13 +26,17 @@ def analyze_command(
     scheduler: Annotated[
         str | None, typer.Option(help="tcp://HOST:PORT of an existing Dask scheduler.")
     ] = None,
+    threads: Threads = None,
 ) -> None:
     """Fused images, guidance (and influence) maps and metrics of every image set × network.
 
     Runs on a Dask LocalCluster (or --scheduler); a rerun skips finished groups, so an
     interrupted run resumes where it stopped.
     """
+    from fusevis.analysis.dataset_run import analyze, summary_paths
+
     check_writable(out, "folder")
+    use_threads(threads)
     columns = (
         TextColumn("analyze"),
         BarColumn(),

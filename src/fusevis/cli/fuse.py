@@ -17,13 +17,13 @@ from fusevis.cli.options import (
     Normalize,
     Series,
     SliceIndex,
+    Threads,
     WeightsPath,
     read_inputs,
+    use_threads,
 )
 from fusevis.io import recolor, save_image
 from fusevis.io.writers import check_writable
-from fusevis.models.inference import fuse, minmax
-from fusevis.models.registry import resolve_model
 
 
 def fuse_command(
@@ -38,6 +38,7 @@ def fuse_command(
     device: Annotated[str, typer.Option(help="cpu or cuda")] = "cpu",
     max_pixels: MaxPixels = None,
     series: Series = None,
+    threads: Threads = None,
 ) -> None:
     """Fuse INPUT images with a network and write the fused image.
 
@@ -45,7 +46,11 @@ def fuse_command(
     outputs keep the network's raw values. With --color ycbcr the fused Y is recoloured
     with the colour input's Cb/Cr (PNG becomes RGB; .npz also stores ``rgb``).
     """
+    from fusevis.models.inference import fuse, minmax
+    from fusevis.models.registry import resolve_model
+
     check_writable(output)
+    use_threads(threads)
     image_set = read_inputs(inputs, color, normalize, slice_index, axis, max_pixels, series)
     network = resolve_model(model, weights if weights is not None else "DEFAULT")
     fused = fuse(network, image_set.stack(), device)

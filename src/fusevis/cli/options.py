@@ -58,6 +58,25 @@ Series = Annotated[
     ),
 ]
 Device = Annotated[str, typer.Option(help="auto (CUDA when available), cpu or cuda.")]
+Threads = Annotated[
+    int | None,
+    typer.Option(
+        "--threads",
+        min=1,
+        help=(
+            "CPU threads for torch (default: torch's own, one per core). On a busy machine one "
+            "thread is often much faster than several."
+        ),
+    ),
+]
+
+
+def use_threads(threads: int | None) -> None:
+    """Limit torch's intra-op threads to ``threads`` (None: leave torch's default)."""
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 def read_inputs(

@@ -9,15 +9,10 @@ import numpy as np
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from fusevis.analysis import analyse_set, automatic_regions
-from fusevis.analysis.regions import mask_regions
-from fusevis.analysis.report import write_report
-from fusevis.cli.options import MaxPixels, Series
-from fusevis.cli.view import load_named_models
+from fusevis.cli.options import MaxPixels, Series, Threads, use_threads
 from fusevis.errors import InputError
 from fusevis.io import load_image, load_images
 from fusevis.io.writers import check_writable
-from fusevis.saliency import MapCache
 
 ModelList = Annotated[
     list[str], typer.Option("--model", "-m", help="Network to compare; repeat for several.")
@@ -61,9 +56,17 @@ def report_command(
     cache: CacheDir = None,
     max_pixels: MaxPixels = None,
     series: Series = None,
+    threads: Threads = None,
 ) -> None:
     """Compare networks on one image set: fused images, maps, metrics, per-region statistics."""
+    from fusevis.analysis import analyse_set, automatic_regions
+    from fusevis.analysis.regions import mask_regions
+    from fusevis.analysis.report import write_report
+    from fusevis.cli.view import load_named_models
+    from fusevis.saliency import MapCache
+
     check_writable(out, "folder")
+    use_threads(threads)
     image_set = load_images(inputs, max_pixels=max_pixels, series=series or None)
     arrays = [image.data for image in image_set]
     if mask is not None:

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import numpy as np
-import torch
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -21,21 +20,29 @@ from fusevis.cli.options import (
     Normalize,
     Series,
     SliceIndex,
+    Threads,
     WeightsPath,
     read_inputs,
+    use_threads,
 )
 from fusevis.errors import FuseVisError, InputError
 from fusevis.io import ImageSet
 from fusevis.io.writers import atomic_output, check_writable
-from fusevis.models.inference import as_tensors, check_input_count
-from fusevis.models.registry import resolve_model
-from fusevis.saliency import METHODS, SaliencyMaps, Window, cached_maps
-from fusevis.saliency.maps import compute_maps
-from fusevis.saliency.tensors import forward_selected
+
+if TYPE_CHECKING:
+    import torch
+
+    from fusevis.saliency import SaliencyMaps, Window
+
+# The attribution methods of fusevis.saliency.METHODS, named here so that the command line
+# starts without importing torch (tests/cli/test_saliency_cli.py checks the two agree).
+METHOD_NAMES = ("jacobian", "gradient", "gradient_x_input", "smoothgrad", "integrated_gradients")
 
 
 def pick_device(device: str) -> torch.device:
     """Resolve ``auto`` to CUDA when available, else the CPU."""
+    import torch
+
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -55,6 +62,9 @@ def _prepare(
     max_pixels: int | None = None,
     series: list[str] | None = None,
 ) -> tuple[ImageSet, torch.nn.Module, list[torch.Tensor]]:
+    from fusevis.models.inference import as_tensors, check_input_count
+    from fusevis.models.registry import resolve_model
+
     image_set = read_inputs(inputs, color, normalize, slice_index, axis, max_pixels, series)
     network = resolve_model(model, weights if weights is not None else "DEFAULT")
     check_input_count(network, len(image_set))
@@ -116,7 +126,7 @@ def saliency_command(
     pixel: Annotated[tuple[int, int], typer.Option(help="Fused pixel as ROW COL.")],
     output: Annotated[Path, typer.Option("--output", "-o", help=".npz or .png")],
     weights: WeightsPath = None,
-    method: Annotated[str, typer.Option(help=", ".join(METHODS))] = "jacobian",
+    method: Annotated[str, typer.Option(help=", ".join(METHOD_NAMES))] = "jacobian",
     channel: Channel = 0,
     color: Color = "gray",
     normalize: Normalize = "minmax",
@@ -125,6 +135,7 @@ def saliency_command(
     device: Device = "auto",
     max_pixels: MaxPixels = None,
     series: Series = None,
+    threads: Threads = None,
 ) -> None:
     """Saliency maps of one fused pixel: each input's Jacobian row (or another method).
 
@@ -134,9 +145,15 @@ def saliency_command(
     if output.suffix not in (".npz", ".png"):
         raise InputError(output, "saliency output must be .npz or .png")
     check_writable(output)  # before the work, so that none is lost
+    use_threads(threads)
     image_set, network, tensors = _prepare(
         inputs, model, weights, color, normalize, slice_index, axis, device, max_pixels, series
     )
+    import torch
+
+    from fusevis.saliency import METHODS
+    from fusevis.saliency.outputs import forward_selected
+
     if method not in METHODS:
         raise FuseVisError(f"unknown method {method!r}; use {', '.join(METHODS)}")
     found = METHODS[method](network, channel).explain(tensors, pixel=pixel)
@@ -234,6 +251,7 @@ def guidance_command(
     device: Device = "auto",
     max_pixels: MaxPixels = None,
     series: Series = None,
+    threads: Threads = None,
 ) -> None:
     """Guidance maps (the Jacobian's diagonal) of every fused pixel, exactly.
 
@@ -242,7 +260,11 @@ def guidance_command(
     """
     if output.suffix not in (".npz", ".h5", ".hdf5", ".zarr", ".png"):
         raise InputError(output, "guidance output must be .npz, .h5, .zarr or .png")
+    from fusevis.saliency import cached_maps
+    from fusevis.saliency.maps import compute_maps
+
     check_writable(output, "zarr" if output.suffix == ".zarr" else "file")  # before the work
+    use_threads(threads)
     image_set, network, tensors = _prepare(
         inputs, model, weights, color, normalize, slice_index, axis, device, max_pixels, series
     )

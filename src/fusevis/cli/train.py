@@ -12,14 +12,10 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from fusevis import __version__
-from fusevis.cli.options import MaxPixels
+from fusevis.cli.options import MaxPixels, Threads, use_threads
 from fusevis.errors import FuseVisError
 from fusevis.io import PairedDataset, load_images
 from fusevis.io.writers import check_writable
-from fusevis.models.registry import resolve_model
-from fusevis.models.weights import save_weights
-from fusevis.training import LossWeights, TrainConfig, stack_pairs, train
-from fusevis.training.evaluate import ssim_scores
 
 
 def _modalities(values: list[str]) -> list[str]:
@@ -66,6 +62,7 @@ def train_command(
     ] = None,
     device: str = "cpu",
     max_pixels: MaxPixels = None,
+    threads: Threads = None,
 ) -> None:
     """Train MODEL on a paired dataset with the FuseVis paper's SSIM + MSE loss.
 
@@ -73,8 +70,14 @@ def train_command(
     OUT/weights.safetensors with metadata (data, preprocessing, loss weights, epochs, time,
     scores on --test-pair, and this exact command).
     """
+    from fusevis.models.registry import resolve_model
+    from fusevis.models.weights import save_weights
+    from fusevis.training import LossWeights, TrainConfig, stack_pairs, train
+    from fusevis.training.evaluate import ssim_scores
+
     names = _modalities(modalities)
     check_writable(out, "folder")
+    use_threads(threads)
     dataset = PairedDataset(data, names, color="gray", normalize="minmax", max_pixels=max_pixels)
     count = len(dataset) if limit is None else min(limit, len(dataset))
     with Progress(
