@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from fusevis.cli.view import Host, NoBrowser, Port, build_viewer_data
+from fusevis.cli.view import AllowHost, Host, NoBrowser, Port, build_viewer_data
 from fusevis.io import load_demo, save_image
 from fusevis.io.writers import check_writable
 from fusevis.models.inference import as_tensors, minmax
@@ -25,6 +25,7 @@ from fusevis.models.registry import get_entry, get_model, list_models
 from fusevis.saliency import PixelJacobian, SaliencyMaps, cached_maps
 from fusevis.saliency.tensors import forward_selected
 from fusevis.training.evaluate import ssim_scores
+from fusevis.viewer.access import host_names
 from fusevis.viewer.server import serve
 
 
@@ -129,6 +130,7 @@ def demo_command(
     host: Host = "127.0.0.1",
     port: Port = 8765,
     no_browser: NoBrowser = False,
+    allow_host: AllowHost = None,
 ) -> None:
     """Open the viewer on a demo pair with every shipped network (--static: figures).
 
@@ -139,11 +141,12 @@ def demo_command(
     if static:
         static_demo(name, out, pixel, guidance_model)
         return
+    host_names(allow_host or [])  # a bad name fails before the models load
     image_set = load_demo(name)
     models = sorted(_shipped_models(), key=lambda n: n != "DeepFuse")
     typer.echo(f"loading {', '.join(models)} on the {name} demo pair ...")
     data = build_viewer_data(image_set, models)
-    serve(data, host=host, port=port, open_browser=not no_browser)
+    serve(data, host=host, port=port, open_browser=not no_browser, allow_hosts=allow_host or [])
 
 
 def static_demo(name: str, out: Path, pixel: tuple[int, int], guidance_model: str) -> None:

@@ -1,4 +1,8 @@
-"""``fusevis view``: the interactive viewer in the browser."""
+"""``fusevis view``: the interactive viewer in the browser.
+
+The models and inputs come from the command line only; the page can look at them but
+never name other files or models (see :mod:`fusevis.viewer.app`).
+"""
 
 from __future__ import annotations
 
@@ -12,14 +16,20 @@ from fusevis.errors import InputError
 from fusevis.io import ImageSet, load_images
 from fusevis.models.registry import resolve_model
 from fusevis.saliency import MapCache
-from fusevis.viewer.app import Opener
+from fusevis.viewer.access import host_names
 from fusevis.viewer.engine import ViewerData
 from fusevis.viewer.server import serve
 
 Host = Annotated[
     str,
+    typer.Option(help="Address to listen on (the printed URL carries the access token)."),
+]
+AllowHost = Annotated[
+    list[str] | None,
     typer.Option(
-        help="Address to listen on; anything but loopback requires the printed token URL."
+        "--allow-host",
+        help="Also answer requests for this host name (repeatable); loopback names and "
+        "the --host address always are.",
     ),
 ]
 Port = Annotated[int, typer.Option(help="Port (0: any free port).")]
@@ -57,19 +67,6 @@ def load_named_models(models: list[str], weights: list[str] | None = None) -> di
     return loaded
 
 
-def opener_for(color: str, normalize: str, cache: Path | None) -> Opener:
-    """The ``/open`` route's loader: input paths and model names to new viewer data."""
-
-    def open_inputs(inputs: list[str], models: list[str]) -> ViewerData:
-        missing = [p for p in inputs if not Path(p).exists()]
-        if missing:
-            raise InputError(missing[0], "no such file")
-        image_set = load_images([Path(p) for p in inputs], color=color, normalize=normalize)  # type: ignore[arg-type]
-        return build_viewer_data(image_set, models, cache=cache)
-
-    return open_inputs
-
-
 def view_command(
     inputs: Annotated[list[Path], typer.Argument(help="Registered input images, input 1 first.")],
     model: Annotated[
@@ -85,6 +82,7 @@ def view_command(
     host: Host = "127.0.0.1",
     port: Port = 8765,
     no_browser: NoBrowser = False,
+    allow_host: AllowHost = None,
     color: Annotated[str, typer.Option(help="gray (the paper) or ycbcr.")] = "gray",
     normalize: Annotated[str, typer.Option(help="minmax, percentile or none.")] = "minmax",
     cache: Annotated[
@@ -99,6 +97,7 @@ def view_command(
     ] = True,
 ) -> None:
     """Open the interactive viewer: hover a fused pixel to see its exact saliency maps."""
+    host_names(allow_host or [])  # a bad name fails before the models load
     image_set = load_images(inputs, color=color, normalize=normalize)  # type: ignore[arg-type]
     data = build_viewer_data(image_set, model, weights, cache, compute_maps=maps)
     serve(
@@ -106,5 +105,5 @@ def view_command(
         host=host,
         port=port,
         open_browser=not no_browser,
-        opener=opener_for(color, normalize, cache),
+        allow_hosts=allow_host or [],
     )

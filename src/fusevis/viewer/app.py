@@ -2,51 +2,58 @@
 
 Routes
 ------
-``GET /``                    the page (``static/index.html``)
+``GET /``                    the page (``static/index.html``); sets the token cookie
 ``GET /static/{path}``       the page's ES modules and CSS, confined to ``static/``
 ``GET /api/session``         models, image shape, input names (JSON)
 ``GET /api/export.npz``      the data of the current view: ``?model=&row=&col=``
-``GET /open``                load other inputs/models: ``?input=...&input=...&model=...``
 ``WS  /ws``                  binary frames: images, streamed maps, per-hover Jacobians
 
-With a token (non-loopback hosts), every request must carry ``?token=`` or the cookie the
-page receives on its first authorised load.
+Every request and websocket handshake first passes :class:`~fusevis.viewer.access.AccessGuard`
+(token, ``Host`` allow-list, ``Origin``; see :mod:`fusevis.viewer.access`).
+
+No request opens a file or a model. The viewer shows the images and networks it was
+started with, from the command line or from Python; model specs (``module:Name``,
+``file.py:Name``) import and run code, so they are accepted there only. The former
+``GET /open?input=...&model=...`` route, which passed a page's ``model=`` to
+``resolve_model`` (and so let any web page run code), is removed rather than narrowed:
+the page never used it, and a route that reads paths a page names would still let a page
+probe the user's files. To look at other inputs, start another viewer.
+
+Each websocket client is bounded: its outgoing frames wait in an :class:`Outbox` that
+keeps only the latest pending frame of each kind (images, the maps of one model and kind,
+the pixel answer, an error), so a client that never reads holds a few frames, not one per
+message; a message longer than :data:`MAX_MESSAGE_CHARS` (uvicorn closes the connection
+beyond :data:`WS_MAX_SIZE` bytes), a binary message, invalid JSON, NaN or infinite numbers,
+JSON that is not an object and unknown message types each get an ``error`` frame and the
+connection stays open.
 """
 
 from __future__ import annotations
 
 import asyncio
-import html
 import io
 import json
-import secrets
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
-from fusevis.errors import FuseVisError
+from fusevis.errors import FuseVisError, InputError
+from fusevis.viewer.access import Access, AccessGuard
 from fusevis.viewer.engine import ViewerData
 from fusevis.viewer.frames import encode_frame
 from fusevis.viewer.state import ViewerState
 
 STATIC_DIR = Path(__file__).parent / "static"
-TOKEN_COOKIE = "fusevis_token"
-Opener = Callable[[list[str], list[str]], ViewerData]
-
-
-def error_page(message: str, status: int = 400) -> HTMLResponse:
-    """A small HTML page stating one error."""
-    body = (
-        "<!doctype html><html><head><meta charset='utf-8'><title>FuseVis: error</title></head>"
-        f"<body><h1>FuseVis could not do that</h1><p class='error'>{html.escape(message)}</p>"
-        "<p><a href='/'>back to the viewer</a></p></body></html>"
-    )
-    return HTMLResponse(body, status_code=status)
+MAX_MESSAGE_CHARS = 16 * 1024
+WS_MAX_SIZE = 1 << 20
+MAX_SEQ = 2**53
+Build = Callable[[], bytes]
 
 
 def static_file(relative: str) -> Path | None:
@@ -90,32 +97,95 @@ def maps_frame(data: ViewerData, name: str, kind: str) -> bytes:
     return encode_frame(header, arrays)
 
 
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a number this viewer accepts")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is out of range")
+    return value
+
+
+def parse_message(text: str) -> tuple[dict[str, Any], int | None]:
+    """A page's message as a JSON object and its ``seq`` (if any), or an InputError.
+
+    Refuses messages longer than :data:`MAX_MESSAGE_CHARS`, invalid or deeply nested JSON,
+    ``NaN``/``Infinity`` and numbers beyond float range, anything but an object with a
+    string ``type``, and a ``seq`` that is not a whole number.
+    """
+    if len(text) > MAX_MESSAGE_CHARS:
+        raise InputError(None, f"message of {len(text)} characters (at most {MAX_MESSAGE_CHARS})")
+    try:
+        message = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+    except RecursionError:
+        raise InputError(None, "message nested too deeply") from None
+    except ValueError as error:  # JSONDecodeError, our parse hooks, over-long integers
+        raise InputError(None, f"message is not valid JSON: {error}") from None
+    if not isinstance(message, dict):
+        raise InputError(None, f"a message must be a JSON object, not {type(message).__name__}")
+    if not isinstance(message.get("type"), str):
+        raise InputError(None, "a message needs a string 'type'")
+    seq = message.get("seq")
+    if seq is not None and (
+        isinstance(seq, bool) or not isinstance(seq, int) or not abs(seq) < MAX_SEQ
+    ):
+        raise InputError(None, f"'seq' must be a whole number below 2**53, not {seq!r}")
+    return message, seq
+
+
+class Outbox:
+    """Frames waiting for one client: at most the latest pending frame of each kind.
+
+    A frame is queued under a key (``("images",)``, ``("maps", model, kind)``,
+    ``("pixel",)``, ``("error",)``) as a function that builds it when it is sent; queuing a
+    key again replaces the waiting frame and moves it to the back, so frames go out in
+    the order of their latest request and the queue never holds more than one frame per
+    key, however many messages a client sends without reading.
+    """
+
+    def __init__(self) -> None:
+        self._pending: dict[Hashable, Build] = {}
+        self._ready = asyncio.Event()
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def put(self, key: Hashable, build: Build) -> None:
+        """Queue ``build`` under ``key``, replacing a frame still waiting there."""
+        self._pending.pop(key, None)
+        self._pending[key] = build
+        self._ready.set()
+
+    async def get(self) -> bytes:
+        """The oldest waiting frame, built now."""
+        while not self._pending:
+            self._ready.clear()
+            await self._ready.wait()
+        key = next(iter(self._pending))
+        return self._pending.pop(key)()
+
+
 class ViewerApp:
-    """Holds the data and the token; its methods are the route handlers."""
+    """Holds the data and the access policy; its methods are the route handlers."""
 
-    def __init__(
-        self, data: ViewerData, token: str | None = None, opener: Opener | None = None
-    ) -> None:
+    def __init__(self, data: ViewerData, access: Access) -> None:
         self.data = data
-        self.token = token
-        self.opener = opener
-
-    def authorised(self, query: Any, cookies: dict[str, str]) -> bool:
-        """True when no token is needed or the request carries the right one."""
-        if self.token is None:
-            return True
-        given = query.get("token") or cookies.get(TOKEN_COOKIE) or ""
-        return secrets.compare_digest(given, self.token)
+        self.access = access
 
     def new_state(self) -> ViewerState:
         """The state a new page starts in."""
         return ViewerState(self.data.shape, list(self.data.sessions))
 
     async def index(self, request: Request) -> Response:
-        """The page; sets the token cookie so that module and API requests pass."""
-        response = FileResponse(STATIC_DIR / "index.html", media_type="text/html")
-        if self.token is not None:
-            response.set_cookie(TOKEN_COOKIE, self.token, httponly=True, samesite="strict")
+        """The page; trades the URL's token for an HttpOnly SameSite=Strict cookie."""
+        response = FileResponse(
+            STATIC_DIR / "index.html", media_type="text/html", headers={"Cache-Control": "no-store"}
+        )
+        response.set_cookie(
+            self.access.cookie, self.access.token, httponly=True, samesite="strict", path="/"
+        )
         return response
 
     async def static(self, request: Request) -> Response:
@@ -168,29 +238,8 @@ class ViewerApp:
             headers={"Content-Disposition": f'attachment; filename="{filename}"'},
         )
 
-    async def open(self, request: Request) -> Response:
-        """Load other inputs and models; a bad path or model name gets an error page."""
-        if self.opener is None:
-            return error_page("this viewer was started without the ability to open files", 403)
-        inputs = request.query_params.getlist("input")
-        models = request.query_params.getlist("model")
-        if not inputs or not models:
-            return error_page("give at least one input= and one model=")
-        try:
-            data = await asyncio.to_thread(self.opener, inputs, models)
-        except FuseVisError as error:
-            return error_page(str(error))
-        old, self.data = self.data, data
-        old.close()
-        return HTMLResponse(
-            "<!doctype html><meta http-equiv='refresh' content='0; url=/'>opened", status_code=200
-        )
-
     async def websocket(self, socket: WebSocket) -> None:
-        """One page: apply its messages, answer the latest pixel, forward map progress."""
-        if not self.authorised(socket.query_params, socket.cookies):
-            await socket.close(code=1008, reason="missing or wrong token")
-            return
+        """One page (the guard has checked its token, Host and Origin)."""
         await socket.accept()
         await Connection(self.data, self.new_state(), socket).serve()
 
@@ -204,7 +253,7 @@ class Connection:
         self.socket = socket
         self.wanted = asyncio.Event()
         self.seq = 0
-        self.outbox: asyncio.Queue[bytes] = asyncio.Queue()
+        self.outbox = Outbox()
         self.loop = asyncio.get_running_loop()
 
     def on_maps(self, name: str, kind: str, event: dict[str, Any]) -> None:
@@ -213,55 +262,78 @@ class Connection:
             self.loop.call_soon_threadsafe(self._queue_maps, name, kind)
 
     def _queue_maps(self, name: str, kind: str) -> None:
-        self.outbox.put_nowait(maps_frame(self.data, name, kind))
+        self.outbox.put(("maps", name, kind), lambda: maps_frame(self.data, name, kind))
+
+    def error(self, message: str) -> None:
+        """Queue an error frame for the page (the latest one, if it is not reading)."""
+        frame = encode_frame({"kind": "error", "message": message}, {})
+        self.outbox.put(("error",), lambda: frame)
 
     async def serve(self) -> None:
         """Run the reader, the pixel responder and the sender until the page goes away."""
         self.data.add_listener(self.on_maps)
-        await self.send_view()
+        self.send_view()
         tasks = [
             asyncio.create_task(self.read()),
             asyncio.create_task(self.respond()),
             asyncio.create_task(self.send()),
         ]
         try:
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for task in tasks:
                 task.cancel()
             self.data.remove_listener(self.on_maps)
+        for task in done:  # a bug, not the page leaving: uvicorn logs it and closes (1011)
+            if not task.cancelled() and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
 
-    async def send_view(self) -> None:
-        """Send images and the maps of every model in view."""
-        await self.outbox.put(images_frame(self.data, self.state))
+    def send_view(self) -> None:
+        """Queue images and the maps of every model in view."""
+        self.outbox.put(("images",), lambda: images_frame(self.data, self.state))
         for name in self.state.in_view:
             kinds = ["guidance"] + (["influence"] if self.state.map_kind == "influence" else [])
             for kind in kinds:
                 if self.data.compute_maps or kind == "influence":
                     self.data.request_maps(name, kind)
-                await self.outbox.put(maps_frame(self.data, name, kind))
+                self._queue_maps(name, kind)
         self.wanted.set()
 
     async def read(self) -> None:
         """Apply each message to the state; pixel changes only mark a frame as wanted."""
-        try:
-            while True:
-                message = json.loads(await self.socket.receive_text())
-                try:
-                    change = self.state.apply(message)
-                except (FuseVisError, KeyError, TypeError, ValueError) as error:
-                    await self.outbox.put(
-                        encode_frame({"kind": "error", "message": str(error)}, {})
-                    )
-                    continue
-                if "seq" in message:
-                    self.seq = int(message["seq"])
-                if change.view:
-                    await self.send_view()
-                elif change.pixel:
-                    self.wanted.set()
-        except (WebSocketDisconnect, RuntimeError):
-            return
+        while True:
+            try:
+                event = await self.socket.receive()
+            except (WebSocketDisconnect, RuntimeError):
+                return
+            if event["type"] == "websocket.disconnect":
+                return
+            text = event.get("text")
+            if text is None:
+                self.error("binary messages are not accepted: send JSON text")
+                continue
+            try:
+                message, seq = parse_message(text)
+            except FuseVisError as error:
+                self.error(str(error))
+                continue
+            try:
+                change = self.state.apply(message)
+            except KeyError as error:
+                self.error(f"message {message['type']!r} lacks the field {error}")
+                continue
+            except FuseVisError as error:
+                self.error(str(error))
+                continue
+            except (TypeError, ValueError, OverflowError) as error:
+                self.error(f"message {message['type']!r}: {error}")
+                continue
+            if seq is not None:
+                self.seq = seq
+            if change.view:
+                self.send_view()
+            elif change.pixel:
+                self.wanted.set()
 
     async def respond(self) -> None:
         """Answer the latest wanted pixel; requests that arrived meanwhile collapse into one."""
@@ -269,39 +341,41 @@ class Connection:
             await self.wanted.wait()
             self.wanted.clear()
             seq, names, pixel = self.seq, self.state.in_view, self.state.pixel
-            header, arrays = await asyncio.wrap_future(
-                self.data.submit(self.data.pixel_frame, names, pixel)
-            )
+            try:
+                header, arrays = await asyncio.wrap_future(
+                    self.data.submit(self.data.pixel_frame, names, pixel)
+                )
+            except FuseVisError as error:
+                self.error(str(error))
+                continue
             header.update(seq=seq, pinned=self.state.pinned)
-            await self.outbox.put(encode_frame(header, arrays))
+            self.outbox.put(("pixel",), lambda h=header, a=arrays: encode_frame(h, a))
 
     async def send(self) -> None:
-        """Write queued frames to the socket in order."""
+        """Write queued frames to the socket in order (waiting while the client is slow)."""
         try:
             while True:
                 await self.socket.send_bytes(await self.outbox.get())
-        except (WebSocketDisconnect, RuntimeError):
+        except (WebSocketDisconnect, RuntimeError, OSError):
             return
 
 
-def create_app(data: ViewerData, token: str | None = None, opener: Opener | None = None) -> FastAPI:
-    """The FastAPI application serving ``data``; ``token`` guards every route."""
-    viewer = ViewerApp(data, token, opener)
+def create_app(data: ViewerData, access: Access | None = None) -> FastAPI:
+    """The FastAPI application serving ``data`` behind ``access``.
+
+    Without ``access``: loopback host names only and a new random token, which
+    ``app.state.viewer.access.token`` holds.
+    """
+    access = access or Access()
+    viewer = ViewerApp(data, access)
     routes = [
         Route("/", viewer.index),
         Route("/static/{path:path}", viewer.static),
         Route("/api/session", viewer.session),
         Route("/api/export.npz", viewer.export),
-        Route("/open", viewer.open),
         WebSocketRoute("/ws", viewer.websocket),
     ]
     app = FastAPI(title="FuseVis viewer", routes=routes, docs_url=None, redoc_url=None)
     app.state.viewer = viewer
-
-    @app.middleware("http")
-    async def require_token(request: Request, call_next: Callable) -> Response:
-        if not viewer.authorised(request.query_params, request.cookies):
-            return Response("missing or wrong token", status_code=403, media_type="text/plain")
-        return await call_next(request)
-
+    app.add_middleware(AccessGuard, access=access)
     return app

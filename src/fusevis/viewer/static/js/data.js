@@ -94,11 +94,26 @@ export class Store {
   }
 }
 
+/**
+ * Take the access token out of the address bar (and so out of the history and of
+ * bookmarks). The server answered the URL that carried it with an HttpOnly cookie, which
+ * authorises the page's later requests; the token itself is kept only for the websocket.
+ */
+export function takeToken() {
+  const params = new URLSearchParams(window.location.search);
+  const token = params.get("token");
+  if (token !== null) {
+    params.delete("token");
+    const rest = params.toString();
+    const clean = `${window.location.pathname}${rest ? `?${rest}` : ""}${window.location.hash}`;
+    window.history.replaceState(window.history.state, "", clean);
+  }
+  return token;
+}
+
 /** The websocket: sends JSON messages, hands decoded frames to `onFrame`. */
 export class Connection {
-  constructor(onFrame, onClose) {
-    const params = new URLSearchParams(window.location.search);
-    const token = params.get("token");
+  constructor(onFrame, onClose, token = null) {
     const scheme = window.location.protocol === "https:" ? "wss" : "ws";
     const url = `${scheme}://${window.location.host}/ws${token ? `?token=${encodeURIComponent(token)}` : ""}`;
     this.socket = new WebSocket(url);

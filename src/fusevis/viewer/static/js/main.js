@@ -1,6 +1,6 @@
 // Wiring: builds the panels for the current view and connects them to the data.
 
-import { Connection, Store, maxAbs } from "./data.js";
+import { Connection, Store, maxAbs, takeToken } from "./data.js";
 import { Panel, Scatter, formatNumber, shareColour, signedColour } from "./views.js";
 
 const store = new Store();
@@ -18,7 +18,9 @@ const hook = {
 window.fusevis = hook;
 
 const $ = (id) => document.getElementById(id);
-const connection = new Connection(onFrame, () => { $("readout").textContent = "disconnected"; });
+const connection = new Connection(onFrame, () => {
+  $("readout").textContent = "disconnected (a restarted viewer needs the new URL it printed)";
+}, takeToken());
 
 function onFrame({ header, arrays }) {
   if (header.kind === "images") {
