@@ -1,22 +1,32 @@
-"""The server through a test client: routes, static files, token, errors, websocket frames."""
+"""The server through a test client: routes, static files, token, errors, websocket frames.
 
+The attacks themselves (foreign Host and Origin, missing or mangled tokens, clients that
+never read, malformed messages) are tested against a real server in
+``tests/security/test_viewer.py``.
+"""
+
+import asyncio
 import io
-from pathlib import Path
 
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from fusevis.cli.view import opener_for
-from fusevis.viewer.app import create_app
+from fusevis.errors import InputError
+from fusevis.viewer.access import Access
+from fusevis.viewer.app import MAX_MESSAGE_CHARS, Outbox, create_app, parse_message
 from fusevis.viewer.engine import ViewerData
 from fusevis.viewer.frames import decode_frame
 
+TOKEN = "s3cret-token-of-the-tests"
+
 
 @pytest.fixture(scope="module")
-def client(demo_data: ViewerData, tmp_path_factory: pytest.TempPathFactory) -> TestClient:
-    cache = tmp_path_factory.mktemp("open-cache")
-    return TestClient(create_app(demo_data, opener=opener_for("gray", "minmax", cache)))
+def client(demo_data: ViewerData) -> TestClient:
+    """A client that opened the page with the token, so that it holds the cookie."""
+    authorised = TestClient(create_app(demo_data, Access(TOKEN)), base_url="http://localhost")
+    assert authorised.get(f"/?token={TOKEN}").status_code == 200
+    return authorised
 
 
 def test_page_modules_and_session(client: TestClient) -> None:
@@ -51,44 +61,96 @@ def test_static_files_never_escape_their_folder(client: TestClient, path: str) -
     assert "import" not in response.text and "root:" not in response.text
 
 
-def test_token_is_required_when_set(demo_data: ViewerData) -> None:
-    guarded = TestClient(create_app(demo_data, token="s3cret"))
+def test_token_is_required_and_traded_for_a_cookie(demo_data: ViewerData) -> None:
+    guarded = TestClient(create_app(demo_data, Access(TOKEN)), base_url="http://localhost")
     assert guarded.get("/").status_code == 403
     assert guarded.get("/api/session").status_code == 403
     assert guarded.get("/static/js/main.js").status_code == 403
     assert guarded.get("/?token=wrong").status_code == 403
-    with pytest.raises(Exception):  # noqa: B017 - the socket is closed before accepting
-        with guarded.websocket_connect("/ws") as socket:
+    assert guarded.get("/?token=%C3%A9").status_code == 403
+    with pytest.raises(Exception):  # noqa: B017 - the handshake is refused
+        with guarded.websocket_connect("ws://localhost/ws") as socket:
             socket.receive_bytes()
-    page = guarded.get("/?token=s3cret")
+    page = guarded.get(f"/?token={TOKEN}")
     assert page.status_code == 200
-    assert guarded.cookies.get("fusevis_token") == "s3cret"
+    cookie = page.headers["set-cookie"].lower()
+    assert "httponly" in cookie and "samesite=strict" in cookie
+    assert page.headers["x-frame-options"] == "DENY"
+    assert page.headers["referrer-policy"] == "no-referrer"
+    assert guarded.cookies.get("fusevis_token") == TOKEN
     assert guarded.get("/static/js/main.js").status_code == 200  # the cookie carries it now
-    with guarded.websocket_connect("/ws?token=s3cret") as socket:
+    with guarded.websocket_connect(f"ws://localhost/ws?token={TOKEN}") as socket:
         header, _ = decode_frame(socket.receive_bytes())
         assert header["kind"] == "images"
 
 
-def test_bad_input_path_or_model_gets_an_error_page(client: TestClient, tmp_path: Path) -> None:
-    missing = client.get(
-        "/open", params={"input": ["/no/such.png", "/no/b.png"], "model": "DeepFuse"}
-    )
-    assert missing.status_code == 400 and "text/html" in missing.headers["content-type"]
-    assert "/no/such.png: no such file" in missing.text
-    from fusevis.io import export_demo
+def test_host_and_origin_are_checked(client: TestClient) -> None:
+    assert client.get("/api/session", headers={"Host": "evil.example"}).status_code == 403
+    assert client.get("/api/session", headers={"Origin": "http://evil.example"}).status_code == 403
+    assert client.get("/api/session", headers={"Origin": "http://localhost"}).status_code == 200
+    with pytest.raises(Exception):  # noqa: B017 - a cross-origin handshake is refused
+        with client.websocket_connect(
+            f"ws://localhost/ws?token={TOKEN}", headers={"Origin": "http://evil.example"}
+        ) as ws:
+            ws.receive_bytes()
 
-    pair = [str(p) for p in export_demo("mri-pet", tmp_path)]
-    unknown = client.get("/open", params={"input": pair, "model": "NoSuchNet"})
-    assert unknown.status_code == 400 and "unknown model &#x27;NoSuchNet&#x27;" in unknown.text
-    assert client.get("/api/session").status_code == 200  # still serving
+
+def test_no_route_opens_files_or_models(client: TestClient) -> None:
+    query = {"input": ["/etc/passwd", "/etc/hosts"], "model": "os:getpid"}
+    assert client.get("/open", params=query).status_code == 404
+    posted = client.post("/open", data=query, headers={"Origin": "http://localhost"})
+    assert posted.status_code in (404, 405)
+    assert client.post("/open", data=query).status_code == 403  # no Origin: refused first
     assert client.get("/api/export.npz", params={"row": 999, "col": 0}).status_code == 400
     assert "outside" in client.get("/api/export.npz", params={"row": 999, "col": 0}).json()["error"]
+    assert client.get("/api/session").status_code == 200  # still serving
+
+
+def test_outbox_keeps_the_latest_frame_of_each_kind() -> None:
+    async def run() -> list[bytes]:
+        outbox = Outbox()
+        for index in range(2000):
+            outbox.put(("maps", "A", "guidance"), lambda i=index: b"A%d" % i)
+            outbox.put(("maps", "B", "guidance"), lambda i=index: b"B%d" % i)
+        outbox.put(("images",), lambda: b"images")
+        outbox.put(("maps", "A", "guidance"), lambda: b"A-last")
+        assert len(outbox) == 3
+        return [await outbox.get() for _ in range(3)]
+
+    assert asyncio.run(run()) == [b"B1999", b"images", b"A-last"]
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("{", "not valid JSON"),
+        ('{"type": "hover", "row": NaN}', "not valid JSON"),
+        ('{"type": "hover", "row": -Infinity}', "not valid JSON"),
+        ('{"type": "hover", "row": 1e999}', "not valid JSON"),
+        ("[1]", "JSON object"),
+        ('{"row": 1}', "string 'type'"),
+        ('{"type": "hover", "seq": 1.5}', "'seq'"),
+        ('{"type": "hover", "seq": true}', "'seq'"),
+        ("[" * 3000 + "]" * 3000, "nested"),
+        ('{"type": "x", "pad": "' + "x" * MAX_MESSAGE_CHARS + '"}', "at most"),
+    ],
+)
+def test_malformed_messages_are_input_errors(text: str, problem: str) -> None:
+    with pytest.raises(InputError, match=problem):
+        parse_message(text)
+
+
+def test_a_valid_message_and_its_seq() -> None:
+    assert parse_message('{"type": "hover", "row": 1, "col": 2.5, "seq": 7}') == (
+        {"type": "hover", "row": 1, "col": 2.5, "seq": 7},
+        7,
+    )
 
 
 def test_hover_answers_with_the_engines_jacobian_window(
     client: TestClient, demo_data: ViewerData
 ) -> None:
-    with client.websocket_connect("/ws") as socket:
+    with client.websocket_connect(f"ws://localhost/ws?token={TOKEN}") as socket:
         kinds = []
         while "pixel" not in kinds:  # images, maps, then the first pixel frame
             header, _ = decode_frame(socket.receive_bytes())

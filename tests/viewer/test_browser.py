@@ -207,3 +207,41 @@ def test_export_buttons_download_the_view_and_its_data(page: object, artifacts: 
     with np.load(data_path) as data:
         assert list(data["pixel"]) == [90, 140]
         assert data["jacobian_0"].shape == (256, 256)
+
+
+def test_the_token_leaves_the_address_bar_and_the_cookie_keeps_the_page_working(
+    page: object, server: RunningViewer
+) -> None:
+    assert "?token=" in server.url
+    assert "token" not in page.url and page.url.rstrip("/") == server.origin
+    assert page.evaluate("document.cookie") == ""  # HttpOnly: no script can read it
+    page.reload()
+    page.wait_for_function("window.fusevis && window.fusevis.ready", timeout=30_000)
+    hover(page, 40, 50)
+
+
+def test_a_page_from_another_origin_gets_no_websocket(
+    browser: object, server: RunningViewer
+) -> None:
+    """A real page at http://evil.example that knows even the token gets no frame."""
+    context = browser.new_context()
+    try:
+        context.route(
+            "http://evil.example/",
+            lambda route: route.fulfill(content_type="text/html", body="<title>evil</title>"),
+        )
+        evil = context.new_page()
+        evil.goto("http://evil.example/")
+        outcome = evil.evaluate(
+            """(url) => new Promise((resolve) => {
+                const socket = new WebSocket(url);
+                let frames = 0;
+                socket.onmessage = () => { frames += 1; };
+                socket.onclose = () => resolve({frames});
+                setTimeout(() => resolve({frames, timeout: true}), 5000);
+            })""",
+            f"ws://127.0.0.1:{server.port}/ws?token={server.token}",
+        )
+        assert outcome["frames"] == 0 and not outcome.get("timeout"), outcome
+    finally:
+        context.close()
