@@ -54,7 +54,7 @@ def measure(browser: object, name: str, moves: int, interval_s: float) -> dict[s
     viewer = start_in_thread(data)
     try:
         page = browser.new_page(viewport={"width": 1300, "height": 1150})
-        page.goto(viewer.url)
+        page.goto(viewer.url)  # carries ?token=; the page keeps its cookie
         page.wait_for_function("window.fusevis && window.fusevis.ready", timeout=60_000)
         page.wait_for_function("window.fusevis.painted > 0", timeout=60_000)
         box = page.locator("canvas[aria-label^='fused']").bounding_box()

@@ -1,10 +1,11 @@
 """Load test: many websocket clients hovering at 60 Hz against one viewer server.
 
 The server runs as its own process (``fusevis view`` on the demo MRI/PET pair, loopback,
-no background maps); each client sends a hover to a new pixel every 1/60 s and times the
-answer to each hover it gets back. The server answers only each client's latest hover, so
-most hovers are overtaken; the table reports answered hovers, errors, the latency of the
-answers, and the server's resident memory over time (it must not keep growing).
+no background maps); each client, carrying the token the server printed, sends a hover to
+a new pixel every 1/60 s and times the answer to each hover it gets back. The server
+answers only each client's latest hover, so most hovers are overtaken; the table reports
+answered hovers, errors, the latency of the answers, and the server's resident memory over
+time (it must not keep growing).
 
     python benchmarks/viewer_load.py [--clients 20] [--seconds 60] [--network DeepFuse]
 """
@@ -21,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 from pathlib import Path
 
 import websockets
@@ -110,7 +112,9 @@ def main() -> None:
                 if server.poll() is not None:
                     raise SystemExit(f"the server did not start: {line}")
                 line = server.stdout.readline()
-            url = f"ws://127.0.0.1:{port}/ws"
+            printed = urllib.parse.urlsplit(line.split("FuseVis viewer:", 1)[1].strip())
+            token = urllib.parse.parse_qs(printed.query)["token"][0]
+            url = f"ws://127.0.0.1:{port}/ws?token={token}"
             time.sleep(0.5)
             stats, samples = asyncio.run(run(url, server.pid, args.clients, args.seconds))
             alive = server.poll() is None
