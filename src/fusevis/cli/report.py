@@ -62,7 +62,7 @@ def report_command(
     from fusevis.analysis import analyse_set, automatic_regions
     from fusevis.analysis.regions import mask_regions
     from fusevis.analysis.report import write_report
-    from fusevis.cli.view import load_named_models
+    from fusevis.models.specs import load_named_models
     from fusevis.saliency import MapCache
 
     check_writable(out, "folder")

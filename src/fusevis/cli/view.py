@@ -10,11 +10,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from torch import nn
 
-from fusevis.errors import InputError
 from fusevis.io import ImageSet, load_images
-from fusevis.models.registry import resolve_model
+from fusevis.models.specs import load_named_models
 from fusevis.saliency import MapCache
 from fusevis.viewer.access import host_names
 from fusevis.viewer.engine import ViewerData
@@ -48,23 +46,6 @@ def build_viewer_data(
     """Load the named models (with weights matched by position) onto an image set."""
     loaded = load_named_models(models, weights)
     return ViewerData(image_set, loaded, MapCache(cache) if cache else None, compute_maps)
-
-
-def load_named_models(models: list[str], weights: list[str] | None = None) -> dict[str, nn.Module]:
-    """Models by display name from ``--model`` specs, ``--weights`` matched by position."""
-    weights = list(weights or [])
-    if not models:
-        raise InputError(None, "name at least one --model")
-    if len(weights) > len(models):
-        raise InputError(None, f"{len(weights)} --weights for {len(models)} --model")
-    loaded: dict[str, nn.Module] = {}
-    for index, spec in enumerate(models):
-        chosen = weights[index] if index < len(weights) else "DEFAULT"
-        name = spec.rsplit(":", 1)[-1] if ":" in spec else spec
-        if name in loaded:
-            name = f"{name}-{index + 1}"
-        loaded[name] = resolve_model(spec, chosen)
-    return loaded
 
 
 def view_command(
