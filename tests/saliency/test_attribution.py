@@ -12,7 +12,7 @@ from fusevis.saliency import (
     SmoothGrad,
 )
 
-from .conftest import make_case
+from .zoo import make_case
 
 
 @pytest.fixture(scope="module")

@@ -24,12 +24,12 @@ from fusevis.saliency import Cancelled, MapCache, cached_maps, compute_maps
 from fusevis.saliency import cache as cache_module
 from fusevis.saliency.cache import CacheWarning, NpzCheckpoint, expected_layout
 
-from .conftest import make_case
+from .zoo import make_case
 
 SCRIPT = """
 import sys, torch
 sys.path.insert(0, {tests!r})
-from saliency.conftest import make_case
+from saliency.zoo import make_case
 from fusevis.saliency import MapCache, cached_maps
 case = make_case("DeepFuse", (64, 64))
 cached_maps(case.model, case.inputs, influence=True, cache=MapCache({root!r}),

@@ -13,8 +13,8 @@ from fusevis.saliency.convolution import convolve_with, im2col_conv2d
 from fusevis.saliency.field import field_window
 from fusevis.saliency.trace import trace_receptive_fields
 
-from .conftest import make_case
 from .networks import EncoderDecoder
+from .zoo import make_case
 
 
 @pytest.fixture(scope="module")

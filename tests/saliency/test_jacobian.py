@@ -7,7 +7,7 @@ from fusevis.errors import InputError, ModelError
 from fusevis.saliency import STRATEGIES, PixelJacobian
 from fusevis.saliency.locality import sample_pixels
 
-from .conftest import ALL, Case, case_and_reference, make_case
+from .zoo import ALL, Case, case_and_reference, make_case
 
 # the zoo's networks that the cone covers, so that the cone and recorded strategies run them
 CONE = {

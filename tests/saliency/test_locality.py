@@ -7,8 +7,8 @@ from fusevis.models import get_model
 from fusevis.saliency import PixelJacobian, ReceptiveField, analyse_locality
 from fusevis.saliency.trace import NotLocal, TraceFailure, trace_receptive_fields
 
-from .conftest import make_case
 from .networks import DilatedNet, EncoderDecoder, GlobalPoolNet
+from .zoo import make_case
 
 
 @pytest.mark.parametrize(

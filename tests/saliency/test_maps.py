@@ -6,7 +6,7 @@ import torch
 
 from fusevis.saliency import guidance_maps, influence_maps
 
-from .conftest import INFLUENCE, Case, case_and_reference
+from .zoo import INFLUENCE, Case, case_and_reference
 
 
 def test_guidance_is_the_jacobian_diagonal(
@@ -22,7 +22,7 @@ def test_guidance_is_the_jacobian_diagonal(
         assert np.abs(maps.guidance[k] - diagonal).max() <= 1e-5 * scale, (case.name, k)
     with torch.no_grad():
         output = case.model(*case.inputs)
-    from .conftest import selected
+    from .zoo import selected
 
     np.testing.assert_allclose(
         maps.fused, selected(output, case.output_channel).numpy(), atol=1e-12
