@@ -15,12 +15,16 @@ import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import zarr
 
 from fusevis.errors import FuseVisError
+
+if TYPE_CHECKING:
+    from fusevis.models.specs import ModelSpec
 
 COMPLETE = "complete"
 
@@ -37,6 +41,9 @@ class Job:
     store: str
     influence: bool
     threads: int
+    model: ModelSpec | None = None
+    normalize: str = "minmax"
+    color: str = "gray"
 
 
 def summary_paths(store: Path) -> tuple[Path, Path]:
@@ -65,10 +72,19 @@ def run_job(job: Job) -> dict[str, object]:
     from fusevis.analysis.results import analyse_set
     from fusevis.io import load_images
     from fusevis.models.registry import resolve_model
+    from fusevis.models.specs import build_model
 
     torch.set_num_threads(max(1, job.threads))
-    image_set = load_images([Path(p) for p in job.paths], name=job.set_name)
-    model = resolve_model(job.spec, job.weights)
+    image_set = load_images(
+        [Path(p) for p in job.paths],
+        name=job.set_name,
+        normalize=job.normalize,  # type: ignore[arg-type]
+        color=job.color,  # type: ignore[arg-type]
+    )
+    if job.model is not None:
+        model = build_model(job.model, len(image_set))
+    else:
+        model = resolve_model(job.spec, job.weights)
     result = analyse_set(model, image_set, influence=job.influence)
     path = Path(job.store) / group_name(job.set_name, job.network)
     if path.exists():
@@ -103,48 +119,63 @@ def collect_summary(store: Path, jobs: Sequence[Job]) -> pd.DataFrame:
 def plan_jobs(
     data: Path,
     modalities: Sequence[str],
-    models: Sequence[str],
+    models: Sequence[str | ModelSpec],
     weights: Sequence[str],
     store: Path,
     influence: bool,
     threads: int,
+    loading: tuple[str, str] = ("minmax", "gray"),
 ) -> list[Job]:
-    """One job per image set and network of the dataset."""
+    """One job per image set and network of the dataset.
+
+    ``models`` are ``--model`` specs (with ``weights`` by position) or
+    :class:`~fusevis.models.specs.ModelSpec` values (conventions, names, parts);
+    ``loading`` is the images' ``(normalize, color)``.
+    """
     from fusevis.io.dataset import PairedDataset
+    from fusevis.models.specs import ModelSpec
 
     dataset = PairedDataset(data, modalities)
-    names = [m.rsplit(":", 1)[-1] for m in models]
-    if len(set(names)) != len(names):
-        raise FuseVisError(f"networks named twice: {', '.join(names)}")
     if len(weights) > len(models):
         raise FuseVisError(f"{len(weights)} --weights for {len(models)} --model")
-    chosen = list(weights) + ["DEFAULT"] * (len(models) - len(weights))
+    paired = list(weights) + [None] * (len(models) - len(weights))
+    specs = [
+        m if isinstance(m, ModelSpec) else ModelSpec(m, w)
+        for m, w in zip(models, paired, strict=True)
+    ]
+    names = [spec.label for spec in specs]
+    if len(set(names)) != len(names):
+        raise FuseVisError(f"networks named twice: {', '.join(names)}; give each a --name")
     return [
         Job(
             set_name=dataset.names[index],
             paths=tuple(str(p.resolve()) for p in dataset.paths(index)),
             network=name,
-            spec=spec,
-            weights=weight,
+            spec=spec.model or "",
+            weights=spec.weights or "DEFAULT",
             store=str(store.resolve()),
             influence=influence,
             threads=threads,
+            model=spec,
+            normalize=loading[0],
+            color=loading[1],
         )
         for index in range(len(dataset))
-        for name, spec, weight in zip(names, models, chosen, strict=True)
+        for name, spec in zip(names, specs, strict=True)
     ]
 
 
 def analyze(
     data: Path,
     modalities: Sequence[str],
-    models: Sequence[str],
+    models: Sequence[str | ModelSpec],
     store: Path,
     weights: Sequence[str] = (),
     influence: bool = False,
     workers: int = 2,
     scheduler: str | None = None,
     progress: Callable[[int, int], None] | None = None,
+    loading: tuple[str, str] = ("minmax", "gray"),
 ) -> pd.DataFrame:
     """Run every missing (set, network) group on Dask and write the summary tables.
 
@@ -155,11 +186,13 @@ def analyze(
         ``workers`` single-threaded worker processes on this machine.
     progress : callable(done, total), optional
         Called as groups finish (groups complete before the run count as done).
+    loading : (normalize, color)
+        How the images load (``fusevis.models.specs.choose_loading`` for conventions).
     """
     from distributed import Client, LocalCluster, as_completed
 
     threads = max(1, (os.cpu_count() or 1) // max(1, workers))
-    jobs = plan_jobs(data, modalities, models, weights, store, influence, threads)
+    jobs = plan_jobs(data, modalities, models, weights, store, influence, threads, loading)
     root = zarr.open_group(store, mode="a")
     for name in dict.fromkeys(job.set_name for job in jobs):
         root.require_group(name)

@@ -6,21 +6,36 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from fusevis.cli.options import Threads, use_threads
-from fusevis.cli.report import Influence, ModelList, WeightsList
-from fusevis.io.writers import check_writable
+from fusevis.cli.options import (
+    Adapt,
+    Color,
+    DisplayName,
+    ModelList,
+    Normalize,
+    Parts,
+    Rule,
+    Threads,
+    WeightsList,
+    use_threads,
+)
+from fusevis.cli.report import Influence
 
 
 def analyze_command(
     data: Annotated[Path, typer.Option(help="Dataset folder: one subfolder per modality.")],
-    model: ModelList,
     out: Annotated[Path, typer.Option("--out", "-o", help="Zarr store, e.g. results.zarr.")],
+    model: ModelList = None,
     modalities: Annotated[
         str, typer.Option(help="Modality subfolders in input order, comma-separated.")
     ] = "mri,pet",
     weights: WeightsList = None,
+    adapt: Adapt = None,
+    name: DisplayName = None,
+    parts: Parts = None,
+    rule: Rule = None,
+    color: Color = None,
+    normalize: Normalize = None,
     influence: Influence = False,
     workers: Annotated[int, typer.Option(help="Worker processes of the local cluster.")] = 2,
     scheduler: Annotated[
@@ -31,11 +46,24 @@ def analyze_command(
     """Fused images, guidance (and influence) maps and metrics of every image set × network.
 
     Runs on a Dask LocalCluster (or --scheduler); a rerun skips finished groups, so an
-    interrupted run resumes where it stopped.
+    interrupted run resumes where it stopped. Each network's group is named by its display
+    name (--name).
     """
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
     from fusevis.analysis.dataset_run import analyze, summary_paths
+    from fusevis.io.writers import check_writable
+    from fusevis.models.specs import choose_loading, model_specs
 
     check_writable(out, "folder")
+    specs = model_specs(model, weights, adapt, name, parts, rule)
+    loading = choose_loading(specs, normalize, color)
     use_threads(threads)
     columns = (
         TextColumn("analyze"),
@@ -49,13 +77,13 @@ def analyze_command(
         summary = analyze(
             data,
             [m.strip() for m in modalities.split(",") if m.strip()],
-            model,
+            specs,
             out,
-            weights=weights or [],
             influence=influence,
             workers=workers,
             scheduler=scheduler,
             progress=lambda done, total: bar.update(task, completed=done, total=total),
+            loading=(loading.normalize or "minmax", loading.color or "gray"),
         )
     csv_path, parquet_path = summary_paths(out)
     typer.echo(f"wrote {out} ({len(summary)} groups), {csv_path} and {parquet_path}")

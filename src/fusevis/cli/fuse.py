@@ -5,34 +5,39 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-import numpy as np
 import typer
 
 from fusevis.cli.options import (
+    Adapt,
     Axis,
     Color,
+    DisplayName,
     Inputs,
     MaxPixels,
     ModelName,
     Normalize,
+    Parts,
+    Rule,
     Series,
     SliceIndex,
     Threads,
     WeightsPath,
-    read_inputs,
+    load_inputs_and_model,
     use_threads,
 )
-from fusevis.io import recolor, save_image
-from fusevis.io.writers import check_writable
 
 
 def fuse_command(
     inputs: Inputs,
-    model: ModelName,
     output: Annotated[Path, typer.Option("--output", "-o", help=".png, .npy, .npz or .nii.gz")],
+    model: ModelName = None,
     weights: WeightsPath = None,
-    color: Color = "gray",
-    normalize: Normalize = "minmax",
+    adapt: Adapt = None,
+    name: DisplayName = None,
+    parts: Parts = None,
+    rule: Rule = None,
+    color: Color = None,
+    normalize: Normalize = None,
     slice_index: SliceIndex = None,
     axis: Axis = 2,
     device: Annotated[str, typer.Option(help="cpu or cuda")] = "cpu",
@@ -44,25 +49,48 @@ def fuse_command(
 
     PNG output is min-max scaled to 8 bits (as the paper published its images); array
     outputs keep the network's raw values. With --color ycbcr the fused Y is recoloured
-    with the colour input's Cb/Cr (PNG becomes RGB; .npz also stores ``rgb``).
+    with the colour input's Cb/Cr (or as --adapt chroma= says; PNG becomes RGB; .npz also
+    stores ``rgb``).
     """
+    import numpy as np
+
+    from fusevis.io import recolor, save_image
+    from fusevis.io.writers import check_writable
+    from fusevis.models.adapter import Adapter
     from fusevis.models.inference import fuse, minmax
-    from fusevis.models.registry import resolve_model
 
     check_writable(output)
     use_threads(threads)
-    image_set = read_inputs(inputs, color, normalize, slice_index, axis, max_pixels, series)
-    network = resolve_model(model, weights if weights is not None else "DEFAULT")
+    image_set, display, network = load_inputs_and_model(
+        "fuse",
+        inputs,
+        model,
+        weights,
+        adapt,
+        name,
+        parts,
+        rule,
+        color,
+        normalize,
+        slice_index,
+        axis,
+        max_pixels,
+        series,
+    )
     fused = fuse(network, image_set.stack(), device)
-    colour = image_set.color_image
     extra: dict[str, np.ndarray] = {}
     picture: np.ndarray = fused
     if output.suffix == ".png":
         picture = minmax(fused)
-    if colour is not None and colour.chroma is not None:
-        rgb = recolor(minmax(fused), colour.chroma).astype(np.float32)
-        extra["rgb"] = rgb
+    if isinstance(network, Adapter):
+        rgb = network.recolor(minmax(fused), image_set.images)
+    else:
+        colour = image_set.color_image
+        chroma = colour.chroma if colour is not None else None
+        rgb = recolor(minmax(fused), chroma) if chroma is not None else None
+    if rgb is not None:
+        extra["rgb"] = rgb.astype(np.float32)
         if output.suffix == ".png":
-            picture = rgb
+            picture = extra["rgb"]
     written = save_image(picture, output, image_set[0].spacing, **extra)
-    typer.echo(f"wrote {written} ({fused.shape[0]}x{fused.shape[1]}, {type(network).__name__})")
+    typer.echo(f"wrote {written} ({fused.shape[0]}x{fused.shape[1]}, {display})")

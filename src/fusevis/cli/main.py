@@ -6,7 +6,6 @@ from typing import Annotated
 
 import typer
 
-from fusevis import __version__
 from fusevis.cli import data
 from fusevis.cli.analyze import analyze_command
 from fusevis.cli.demo import demo_command
@@ -37,6 +36,8 @@ app.command("analyze")(analyze_command)
 
 def _print_version(value: bool) -> None:
     if value:
+        from fusevis import __version__
+
         typer.echo(f"fusevis {__version__}")
         raise typer.Exit()
 

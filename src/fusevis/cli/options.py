@@ -1,19 +1,97 @@
-"""Options shared by the commands that read input images."""
+"""Options shared by the commands that read input images and name models.
+
+This module is imported whenever ``fusevis`` starts (``fusevis --help`` included), so it
+imports nothing heavy at its top: no NumPy, no torch, not even :mod:`fusevis.io` (whose
+package imports NumPy). The two constants of :mod:`fusevis.io.limits` the help text needs
+are repeated here; ``tests/cli/test_options.py`` checks that they agree.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from fusevis.io import ImageSet, load_images
-from fusevis.io.limits import DEFAULT_MAX_PIXELS, MAX_PIXELS_ENV
+from fusevis.errors import InputError
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from fusevis.io import ImageSet
+    from fusevis.models.specs import ModelSpec
+
+DEFAULT_MAX_PIXELS = 1 << 26
+""":data:`fusevis.io.limits.DEFAULT_MAX_PIXELS`, repeated for a light start."""
+MAX_PIXELS_ENV = "FUSEVIS_MAX_PIXELS"
+""":data:`fusevis.io.limits.MAX_PIXELS_ENV`, repeated for a light start."""
+RULE_NAMES = ("mean", "sum", "max", "l1-norm", "l1-softmax")
+""":data:`fusevis.models.parts.RULES`, repeated for a light start."""
 
 Inputs = Annotated[list[Path], typer.Argument(help="Registered input images, input 1 first.")]
 ModelName = Annotated[
-    str,
-    typer.Option("--model", "-m", help="Registered name, package.module:Name or file.py:Name."),
+    str | None,
+    typer.Option(
+        "--model",
+        "-m",
+        help="Registered name, package.module:Name or file.py:Name (or use --parts).",
+    ),
+]
+ModelList = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--model",
+        "-m",
+        help="Network to compare (registered name, package.module:Name or file.py:Name); "
+        "repeat for several.",
+    ),
+]
+WeightsList = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--weights",
+        "-w",
+        help="Weights for the model in the same position (FILE, FILE#key or part=FILE,part=FILE).",
+    ),
+]
+Adapt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--adapt",
+        help=(
+            'Conventions of the model in the same position, "KEY=VALUE;KEY=VALUE": '
+            "inputs=separate|concat|list|keywords:a,b; channels=3; scale=unit|minmax|x/255; "
+            "mean_std=signed|imagenet|M/S; color=ycbcr; chroma=first|weighted|K; "
+            "output=INDEX|KEY; output_channel=K|mean; post=clamp,signed,minmax; name=NAME "
+            '(docs/bring-your-network.md). "" keeps the defaults.'
+        ),
+    ),
+]
+DisplayName = Annotated[
+    list[str] | None,
+    typer.Option("--name", help="Display name of the model in the same position (titles, output)."),
+]
+Parts = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--parts",
+        help=(
+            "A model assembled from parts, encoder=SPEC,decoder=SPEC (SPEC: a registered "
+            "name, package.module:Name, file.py:Name or file.py:Name.method); its --weights "
+            "(part=FILE,...), --adapt and --name come after those of the --model ones."
+        ),
+    ),
+]
+Rule = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--rule",
+        help=(
+            f"Fusion rule of the --parts in the same position: {', '.join(RULE_NAMES)}, or "
+            "a SPEC naming a module class or a function rule(*features)."
+        ),
+    ),
 ]
 WeightsPath = Annotated[
     str | None,
@@ -28,9 +106,19 @@ WeightsPath = Annotated[
     ),
 ]
 Color = Annotated[
-    str, typer.Option(help="gray: luminance (the paper); ycbcr: fuse Y, keep colour.")
+    str | None,
+    typer.Option(
+        help="gray: luminance (the paper); ycbcr: fuse Y, keep colour. Default: what the "
+        "model's --adapt needs, else gray."
+    ),
 ]
-Normalize = Annotated[str, typer.Option(help="minmax (the paper), percentile or none.")]
+Normalize = Annotated[
+    str | None,
+    typer.Option(
+        help="minmax (the paper), percentile or none. Default: what the model's --adapt "
+        "scale needs (x/255: none), else minmax."
+    ),
+]
 SliceIndex = Annotated[
     int | None, typer.Option("--slice", help="Slice of volume inputs (default: middle).")
 ]
@@ -81,18 +169,20 @@ def use_threads(threads: int | None) -> None:
 
 def read_inputs(
     inputs: list[Path],
-    color: str,
-    normalize: str,
+    color: str | None,
+    normalize: str | None,
     slice_index: int | None,
     axis: int,
     max_pixels: int | None = None,
     series: list[str] | None = None,
 ) -> ImageSet:
-    """Load the command's input images with the shared options."""
+    """Load the command's input images with the shared options (None: the defaults)."""
+    from fusevis.io import load_images
+
     return load_images(
         inputs,
-        color=color,
-        normalize=normalize,  # type: ignore[arg-type]
+        color=color or "gray",  # type: ignore[arg-type]
+        normalize=normalize or "minmax",  # type: ignore[arg-type]
         slice_index=slice_index,
         axis=axis,
         max_pixels=max_pixels,
@@ -101,3 +191,66 @@ def read_inputs(
 
 
 Channel = Annotated[int, typer.Option(help="Output channel to explain.")]
+
+
+def single_spec(
+    command: str,
+    model: str | None,
+    weights: str | None = None,
+    adapt: Sequence[str] | None = None,
+    name: Sequence[str] | None = None,
+    parts: Sequence[str] | None = None,
+    rule: Sequence[str] | None = None,
+) -> ModelSpec:
+    """The one model of a single-model command (``--model`` or ``--parts``), as a spec."""
+    from fusevis.models.specs import model_specs
+
+    if model is None and not parts:
+        raise InputError(None, f"{command} needs a --model (or --parts with --rule)")
+    specs = model_specs(
+        [model] if model is not None else [],
+        [weights] if weights is not None else None,
+        adapt,
+        name,
+        parts,
+        rule,
+    )
+    if len(specs) != 1:
+        raise InputError(None, f"{command} takes one model: a --model or one --parts, not both")
+    return specs[0]
+
+
+def load_inputs_and_model(
+    command: str,
+    inputs: list[Path],
+    model: str | None,
+    weights: str | None,
+    adapt: Sequence[str] | None,
+    name: Sequence[str] | None,
+    parts: Sequence[str] | None,
+    rule: Sequence[str] | None,
+    color: str | None,
+    normalize: str | None,
+    slice_index: int | None,
+    axis: int,
+    max_pixels: int | None = None,
+    series: list[str] | None = None,
+) -> tuple[ImageSet, str, nn.Module]:
+    """A single-model command's images and model: ``(images, display name, model)``.
+
+    The options are checked before anything heavy loads; the images load as the model's
+    conventions need (unless ``--normalize``/``--color`` say otherwise, which must then
+    suit them); the model is built for ``len(inputs)`` images.
+    """
+    from fusevis.models.inference import check_input_count
+    from fusevis.models.specs import build_model, check_loaded, choose_loading, name_models
+
+    spec = single_spec(command, model, weights, adapt, name, parts, rule)
+    loading = choose_loading([spec], normalize, color)
+    image_set = read_inputs(
+        inputs, loading.color, loading.normalize, slice_index, axis, max_pixels, series
+    )
+    ((display, network),) = name_models([(spec, build_model(spec, len(image_set)))]).items()
+    check_input_count(network, len(image_set))
+    check_loaded({display: network}, image_set.images)
+    return image_set, display, network

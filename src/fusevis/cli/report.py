@@ -3,24 +3,31 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import numpy as np
 import typer
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from fusevis.cli.options import MaxPixels, Series, Threads, use_threads
+from fusevis.cli.options import (
+    Adapt,
+    Color,
+    DisplayName,
+    MaxPixels,
+    ModelList,
+    Normalize,
+    Parts,
+    Rule,
+    Series,
+    Threads,
+    WeightsList,
+    use_threads,
+)
 from fusevis.errors import InputError
-from fusevis.io import load_image, load_images
-from fusevis.io.writers import check_writable
 
-ModelList = Annotated[
-    list[str], typer.Option("--model", "-m", help="Network to compare; repeat for several.")
-]
-WeightsList = Annotated[
-    list[str] | None,
-    typer.Option("--weights", "-w", help="Weights for the --model in the same position."),
-]
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+__all__ = ["CacheDir", "Influence", "ModelList", "WeightsList", "progress_bar", "report_command"]
+
 Influence = Annotated[
     bool,
     typer.Option(
@@ -35,6 +42,8 @@ CacheDir = Annotated[
 
 def progress_bar() -> Progress:
     """The progress bar of the map computations."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -45,29 +54,54 @@ def progress_bar() -> Progress:
 
 def report_command(
     inputs: Annotated[list[Path], typer.Argument(help="Registered input images, input 1 first.")],
-    model: ModelList,
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for index.html and figures.")],
+    model: ModelList = None,
     weights: WeightsList = None,
+    adapt: Adapt = None,
+    name: DisplayName = None,
+    parts: Parts = None,
+    rule: Rule = None,
     mask: Annotated[
         Path | None,
         typer.Option(help="Region mask image (non-zero inside); default: automatic regions."),
     ] = None,
     influence: Influence = True,
     cache: CacheDir = None,
+    color: Color = None,
+    normalize: Normalize = None,
     max_pixels: MaxPixels = None,
     series: Series = None,
     threads: Threads = None,
 ) -> None:
     """Compare networks on one image set: fused images, maps, metrics, per-region statistics."""
+    import numpy as np
+
     from fusevis.analysis import analyse_set, automatic_regions
     from fusevis.analysis.regions import mask_regions
     from fusevis.analysis.report import write_report
-    from fusevis.models.specs import load_named_models
+    from fusevis.io import load_image, load_images
+    from fusevis.io.writers import check_writable
+    from fusevis.models.inference import check_input_count
+    from fusevis.models.specs import (
+        build_model,
+        check_loaded,
+        choose_loading,
+        model_specs,
+        name_models,
+    )
     from fusevis.saliency import MapCache
 
     check_writable(out, "folder")
+    specs = model_specs(model, weights, adapt, name, parts, rule)
+    loading = choose_loading(specs, normalize, color)
     use_threads(threads)
-    image_set = load_images(inputs, max_pixels=max_pixels, series=series or None)
+    image_set = load_images(
+        inputs,
+        color=loading.color,  # type: ignore[arg-type]
+        normalize=loading.normalize,  # type: ignore[arg-type]
+        max_pixels=max_pixels,
+        series=series or None,
+    )
     arrays = [image.data for image in image_set]
     if mask is not None:
         mask_image = load_image(mask, normalize="none", max_pixels=max_pixels)
@@ -76,12 +110,15 @@ def report_command(
         regions = mask_regions(np.asarray(mask_image.data))
     else:
         regions = automatic_regions(arrays)
-    models = load_named_models(model, weights)
+    models = name_models([(spec, build_model(spec, len(image_set))) for spec in specs])
+    for network in models.values():
+        check_input_count(network, len(image_set))
+    check_loaded(models, image_set.images)
     results = {}
     with progress_bar() as bar:
-        for name, network in models.items():
-            task = bar.add_task(f"{name} {'influence' if influence else 'guidance'}", total=None)
-            results[name] = analyse_set(
+        for title, network in models.items():
+            task = bar.add_task(f"{title} {'influence' if influence else 'guidance'}", total=None)
+            results[title] = analyse_set(
                 network,
                 image_set,
                 influence=influence,

@@ -5,33 +5,35 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
-import numpy as np
 import typer
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from fusevis.cli.options import (
+    Adapt,
     Axis,
     Channel,
     Color,
     Device,
+    DisplayName,
     Inputs,
     MaxPixels,
     ModelName,
     Normalize,
+    Parts,
+    Rule,
     Series,
     SliceIndex,
     Threads,
     WeightsPath,
-    read_inputs,
+    load_inputs_and_model,
     use_threads,
 )
 from fusevis.errors import FuseVisError, InputError
-from fusevis.io import ImageSet
-from fusevis.io.writers import atomic_output, check_writable
 
 if TYPE_CHECKING:
+    import numpy as np
     import torch
 
+    from fusevis.io import ImageSet
     from fusevis.saliency import SaliencyMaps, Window
 
 # The attribution methods of fusevis.saliency.METHODS, named here so that the command line
@@ -51,26 +53,44 @@ def pick_device(device: str) -> torch.device:
 
 
 def _prepare(
+    command: str,
     inputs: list[Path],
-    model: str,
+    model: str | None,
     weights: str | None,
-    color: str,
-    normalize: str,
+    adapt: list[str] | None,
+    name: list[str] | None,
+    parts: list[str] | None,
+    rule: list[str] | None,
+    color: str | None,
+    normalize: str | None,
     slice_index: int | None,
     axis: int,
     device: str,
     max_pixels: int | None = None,
     series: list[str] | None = None,
-) -> tuple[ImageSet, torch.nn.Module, list[torch.Tensor]]:
-    from fusevis.models.inference import as_tensors, check_input_count
-    from fusevis.models.registry import resolve_model
+) -> tuple[ImageSet, str, torch.nn.Module, list[torch.Tensor]]:
+    """The images, the model's display name, the model on its device, the input tensors."""
+    from fusevis.models.inference import as_tensors
 
-    image_set = read_inputs(inputs, color, normalize, slice_index, axis, max_pixels, series)
-    network = resolve_model(model, weights if weights is not None else "DEFAULT")
-    check_input_count(network, len(image_set))
+    image_set, display, network = load_inputs_and_model(
+        command,
+        inputs,
+        model,
+        weights,
+        adapt,
+        name,
+        parts,
+        rule,
+        color,
+        normalize,
+        slice_index,
+        axis,
+        max_pixels,
+        series,
+    )
     chosen = pick_device(device)
     network = network.to(chosen).eval()
-    return image_set, network, as_tensors(image_set.stack(), chosen)
+    return image_set, display, network, as_tensors(image_set.stack(), chosen)
 
 
 def _panels(
@@ -84,6 +104,7 @@ def _panels(
 ) -> None:
     """Inputs and fused image on top, one map per input below (zoomed to ``window``)."""
     import matplotlib
+    import numpy as np
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -122,14 +143,18 @@ def _panels(
 
 def saliency_command(
     inputs: Inputs,
-    model: ModelName,
     pixel: Annotated[tuple[int, int], typer.Option(help="Fused pixel as ROW COL.")],
     output: Annotated[Path, typer.Option("--output", "-o", help=".npz or .png")],
+    model: ModelName = None,
     weights: WeightsPath = None,
+    adapt: Adapt = None,
+    name: DisplayName = None,
+    parts: Parts = None,
+    rule: Rule = None,
     method: Annotated[str, typer.Option(help=", ".join(METHOD_NAMES))] = "jacobian",
     channel: Channel = 0,
-    color: Color = "gray",
-    normalize: Normalize = "minmax",
+    color: Color = None,
+    normalize: Normalize = None,
     slice_index: SliceIndex = None,
     axis: Axis = 2,
     device: Device = "auto",
@@ -144,11 +169,28 @@ def saliency_command(
     """
     if output.suffix not in (".npz", ".png"):
         raise InputError(output, "saliency output must be .npz or .png")
+    from fusevis.io.writers import atomic_output, check_writable
+
     check_writable(output)  # before the work, so that none is lost
     use_threads(threads)
-    image_set, network, tensors = _prepare(
-        inputs, model, weights, color, normalize, slice_index, axis, device, max_pixels, series
+    image_set, display, network, tensors = _prepare(
+        "saliency",
+        inputs,
+        model,
+        weights,
+        adapt,
+        name,
+        parts,
+        rule,
+        color,
+        normalize,
+        slice_index,
+        axis,
+        device,
+        max_pixels,
+        series,
     )
+    import numpy as np
     import torch
 
     from fusevis.saliency import METHODS
@@ -173,12 +215,16 @@ def saliency_command(
         else:
             label = "J" if prefix == "jacobian" else method
             _panels(temporary, image_set, fused, maps, label, pixel, window)
-    typer.echo(f"wrote {output} (pixel {pixel[0]}, {pixel[1]}; {method})")
+    typer.echo(f"wrote {output} (pixel {pixel[0]}, {pixel[1]}; {method}; {display})")
 
 
 def _write_maps(
     output: Path, maps: SaliencyMaps, image_set: ImageSet, paper_layout: bool, names: list[str]
 ) -> list[Path]:
+    import numpy as np
+
+    from fusevis.io.writers import atomic_output
+
     suffix = output.suffix
     arrays: dict[str, np.ndarray] = {"fused": maps.fused}
     for k, guidance in enumerate(maps.guidance):
@@ -227,9 +273,13 @@ def _write_maps(
 
 def guidance_command(
     inputs: Inputs,
-    model: ModelName,
     output: Annotated[Path, typer.Option("--output", "-o", help=".npz, .h5, .zarr or .png")],
+    model: ModelName = None,
     weights: WeightsPath = None,
+    adapt: Adapt = None,
+    name: DisplayName = None,
+    parts: Parts = None,
+    rule: Rule = None,
     influence: Annotated[
         bool, typer.Option(help="Also compute influence maps and shares (more passes).")
     ] = False,
@@ -244,8 +294,8 @@ def guidance_command(
     channel: Channel = 0,
     tile: Annotated[int, typer.Option(help="Tile size bounding memory.")] = 512,
     cache: Annotated[bool, typer.Option(help="Reuse/store results in $FUSEVIS_CACHE.")] = True,
-    color: Color = "gray",
-    normalize: Normalize = "minmax",
+    color: Color = None,
+    normalize: Normalize = None,
     slice_index: SliceIndex = None,
     axis: Axis = 2,
     device: Device = "auto",
@@ -260,13 +310,36 @@ def guidance_command(
     """
     if output.suffix not in (".npz", ".h5", ".hdf5", ".zarr", ".png"):
         raise InputError(output, "guidance output must be .npz, .h5, .zarr or .png")
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from fusevis.io.writers import check_writable
     from fusevis.saliency import cached_maps
     from fusevis.saliency.maps import compute_maps
 
     check_writable(output, "zarr" if output.suffix == ".zarr" else "file")  # before the work
     use_threads(threads)
-    image_set, network, tensors = _prepare(
-        inputs, model, weights, color, normalize, slice_index, axis, device, max_pixels, series
+    image_set, display, network, tensors = _prepare(
+        "guidance",
+        inputs,
+        model,
+        weights,
+        adapt,
+        name,
+        parts,
+        rule,
+        color,
+        normalize,
+        slice_index,
+        axis,
+        device,
+        max_pixels,
+        series,
     )
     name_list = [n for n in names.split(",") if n]
     if paper_layout and len(name_list) != len(image_set):
@@ -290,4 +363,4 @@ def guidance_command(
         else:
             maps = compute_maps(network, tensors, influence=influence, **options)
     written = _write_maps(output, maps, image_set, paper_layout, name_list)
-    typer.echo(f"{maps.method}\nwrote " + ", ".join(str(p) for p in written))
+    typer.echo(f"{display}: {maps.method}\nwrote " + ", ".join(str(p) for p in written))

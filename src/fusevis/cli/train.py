@@ -11,11 +11,9 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from fusevis import __version__
+import fusevis
 from fusevis.cli.options import MaxPixels, Threads, use_threads
 from fusevis.errors import FuseVisError
-from fusevis.io import PairedDataset, load_images
-from fusevis.io.writers import check_writable
 
 
 def _modalities(values: list[str]) -> list[str]:
@@ -70,6 +68,8 @@ def train_command(
     OUT/weights.safetensors with metadata (data, preprocessing, loss weights, epochs, time,
     scores on --test-pair, and this exact command).
     """
+    from fusevis.io import PairedDataset, load_images
+    from fusevis.io.writers import check_writable
     from fusevis.models.registry import resolve_model
     from fusevis.models.weights import save_weights
     from fusevis.training import LossWeights, TrainConfig, stack_pairs, train
@@ -160,7 +160,7 @@ def train_command(
         "training_time_s": round(summary["elapsed_s"], 1),
         "command": "fusevis train " + shlex.join(sys.argv[2:] if len(sys.argv) > 2 else []),
         "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "fusevis_version": __version__,
+        "fusevis_version": fusevis.__version__,
     }
     path = save_weights(network, out / "weights.safetensors", metadata)
     typer.echo(
