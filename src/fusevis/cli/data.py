@@ -7,7 +7,11 @@ from typing import Annotated
 
 import typer
 
-app = typer.Typer(help="List and export the built-in demo image sets.", no_args_is_help=True)
+app = typer.Typer(
+    help="List and export the built-in demo image sets.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
 
 
 @app.command("list")

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 import fusevis
 from fusevis.cli.options import MaxPixels, Threads, use_threads
@@ -68,6 +67,14 @@ def train_command(
     OUT/weights.safetensors with metadata (data, preprocessing, loss weights, epochs, time,
     scores on --test-pair, and this exact command).
     """
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
     from fusevis.io import PairedDataset, load_images
     from fusevis.io.writers import check_writable
     from fusevis.models.registry import resolve_model
