@@ -301,3 +301,37 @@ def test_adapt_through_the_installed_command(repo: dict[str, Any], tmp_path: Pat
     with torch.no_grad():
         expected = hand_written(repo)(*raw_tensors(repo["ir"], repo["vis"]))[0, 0].numpy()
     np.testing.assert_allclose(np.load(out), expected, rtol=0, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_analyze_jobs_carry_conventions_name_and_loading(
+    repo: dict[str, Any], tmp_path: Path
+) -> None:
+    import shutil
+
+    import zarr
+
+    from fusevis.analysis.dataset_run import group_arrays, plan_jobs, run_job
+    from fusevis.models.specs import choose_loading, model_specs
+
+    data = tmp_path / "data"
+    for modality in ("ir", "vis"):
+        (data / modality).mkdir(parents=True)
+        shutil.copy(repo[modality], data / modality / "case0.png")
+    specs = model_specs(
+        [f"{repo['net']}:ConcatNet"],
+        [str(repo["weights"])],
+        ["inputs=concat;scale=x/255"],
+        ["Mine"],
+    )
+    loading = choose_loading(specs)
+    store = tmp_path / "out.zarr"
+    (job,) = plan_jobs(
+        data, ["ir", "vis"], specs, [], store, False, 1, (loading.normalize, loading.color)
+    )
+    assert (job.network, job.normalize, job.color) == ("Mine", "none", "gray")
+    zarr.open_group(store, mode="a").require_group("case0")
+    run_job(job)
+    with torch.no_grad():
+        expected = hand_written(repo)(*raw_tensors(repo["ir"], repo["vis"]))[0, 0].numpy()
+    np.testing.assert_allclose(group_arrays(store, "case0", "Mine")["fused"], expected, atol=1e-6)
