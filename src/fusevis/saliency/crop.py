@@ -14,8 +14,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from fusevis.models.inference import run_model
 from fusevis.saliency.field import Window
-from fusevis.saliency.outputs import OutputChannel, forward_selected
+from fusevis.saliency.outputs import OutputChannel, select_output
 
 
 def cut_inputs(inputs: Sequence[torch.Tensor], window: Window) -> tuple[torch.Tensor, ...]:
@@ -42,6 +43,8 @@ class KeptForward:
         The inputs as leaves requiring grad.
     output : torch.Tensor
         The selected (B, h, w) output.
+    full_output : torch.Tensor
+        The model's whole (B, C, h, w) output, detached.
     """
 
     def __init__(
@@ -49,7 +52,9 @@ class KeptForward:
     ) -> None:
         self.leaves = tuple(x.detach().requires_grad_(True) for x in inputs)
         with torch.enable_grad():
-            self.output = forward_selected(model, self.leaves, channel)
+            full = run_model(model, list(self.leaves))
+            self.output = select_output(full, channel)
+        self.full_output = full.detach()
 
     def along(
         self, target: torch.Tensor, probe: torch.Tensor | None = None, keep: bool = True

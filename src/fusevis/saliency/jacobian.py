@@ -17,6 +17,7 @@ from fusevis.saliency.explanation import Explanation
 from fusevis.saliency.field import ReceptiveField
 from fusevis.saliency.inputs import Pixel, as_input_tuple, check_pixel, image_shape
 from fusevis.saliency.locality import Locality, analyse_locality
+from fusevis.saliency.lowrank import LowRank, LowRankStrategy, NoStructure
 from fusevis.saliency.outputs import OutputChannel
 from fusevis.saliency.recorded import DEFAULT_RECORD_LIMIT, ForwardRecord, record_forward
 from fusevis.saliency.strategies import (
@@ -36,14 +37,17 @@ class PixelJacobian:
     """Per-pixel saliency maps J_k(p) = ∂F(p)/∂x_k for a fused pixel p, Captum-style.
 
     Every result equals the full-image gradient exactly; what differs is the cost. The
-    rows are computed by one of four strategies (:mod:`fusevis.saliency.strategies`):
+    rows are computed by one of five strategies (:mod:`fusevis.saliency.strategies`):
     ``"recorded"`` (a backward sweep over the pixel's dependency cone from the record
     :meth:`prepare` makes), ``"cone"`` (forward and backward over the cone), ``"crop"``
-    (the model on a receptive-field crop) or ``"full"`` (full-image gradients, the only
-    one for a model that is not local). ``strategy="auto"`` takes the cone where the graph
-    allows it — timing the first pixel with and without the record, and with oneDNN and
-    im2col convolutions, and keeping the fastest — the crop for other local models, the
-    full image otherwise.
+    (the model on a receptive-field crop), ``"lowrank"`` (a model that is not local but
+    couples pixels only through a few global quantities: the row of the network with them
+    held fixed plus a low-rank term, :mod:`fusevis.saliency.lowrank`) or ``"full"``
+    (full-image gradients, one backward pass per pixel over a kept forward: any model).
+    ``strategy="auto"`` takes the cone where the graph allows it — timing the first pixel
+    with and without the record, and with oneDNN and im2col convolutions, and keeping the
+    fastest — the crop for other local models, the low-rank form where a model that is not
+    local has it, the full image otherwise.
 
     An instance keeps the model's analysis, the record and a kept full-image forward
     between calls; use it from one thread at a time.
@@ -61,7 +65,7 @@ class PixelJacobian:
     record_limit : int
         Bytes :meth:`prepare` may keep (ReLU sign patterns, inputs of other element-wise
         operations); above it, pixels are computed without a record.
-    strategy : {"auto", "recorded", "cone", "crop", "full"}
+    strategy : {"auto", "recorded", "cone", "crop", "lowrank", "full"}
         How rows are computed. A named strategy the model does not allow raises
         :class:`~fusevis.errors.ModelError` when a pixel is asked for; ``"recorded"``
         records the inputs itself when :meth:`prepare` has not.
@@ -109,6 +113,7 @@ class PixelJacobian:
         self._cone_problem: str | None = None  # why the cone cannot run the model
         self._record: ForwardRecord | None = None
         self._full = FullStrategy(model, output_channel)
+        self._lowrank: LowRank | None = None  # made for the first model found not local
         # the fastest (strategy, convolutions) found by timing, per dtype, device and choice
         self._fastest: dict[tuple, tuple[str, str]] = {}
 
@@ -142,6 +147,8 @@ class PixelJacobian:
         """
         items = as_input_tuple(inputs)
         locality = self.locality(items)
+        if not locality.local:
+            return self._prepare_not_local(items)
         with frozen_parameters(self.model, self._parameters), flushed_denormals():
             self._record = None
             if locality.local and self.strategy in ("auto", "recorded"):
@@ -153,6 +160,30 @@ class PixelJacobian:
                 return self._record.output
             with torch.no_grad():
                 return run_model(self.model, list(items))
+
+    def _prepare_not_local(self, items: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """The low-rank decomposition of these inputs, or the kept full-image forward."""
+        with (
+            frozen_parameters(self.model, self._parameters),
+            flushed_denormals(),
+            torch.enable_grad(),
+        ):
+            self._record = None
+            if self.strategy in ("auto", "lowrank"):
+                found = self._lowrank_strategy(items)
+                if isinstance(found, LowRankStrategy):
+                    return found.lowrank.prepared(items)[2].full_output
+            return self._full.keep(items)
+
+    def _lowrank_strategy(self, items: tuple[torch.Tensor, ...]) -> LowRankStrategy | str:
+        """The low-rank strategy prepared for these inputs, or why there is none."""
+        if self._lowrank is None:
+            self._lowrank = LowRank(self.model, self.output_channel, self.verify)
+        try:
+            self._lowrank.prepared(items)
+        except NoStructure as problem:
+            return str(problem)
+        return LowRankStrategy(self._lowrank)
 
     @property
     def record_bytes(self) -> int:
@@ -258,6 +289,14 @@ class PixelJacobian:
     ) -> Strategy:
         """The strategy for these inputs: the one named, or the fastest that applies."""
         name, channel = self.strategy, self.output_channel
+        if name == "lowrank" and locality.local:
+            raise ModelError("strategy 'lowrank' is for models that are not local; this one is")
+        if not locality.local and name in ("auto", "lowrank"):
+            found = self._lowrank_strategy(items)
+            if isinstance(found, LowRankStrategy):
+                return found
+            if name == "lowrank":
+                raise ModelError(f"strategy 'lowrank' cannot run this model: {found}")
         if not locality.local or name == "full":
             if name not in ("auto", "full"):
                 raise ModelError(f"strategy {name!r} needs a local model; {locality.how}")

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from fusevis.errors import ModelError
 from fusevis.saliency.crop import KeptForward, crop_rows
 from fusevis.saliency.field import ReceptiveField, Window, field_window
 from fusevis.saliency.outputs import OutputChannel
@@ -220,7 +221,10 @@ def analyse_locality(
     for _ in range(6):
         if combined.height >= shape[0] and combined.width >= shape[1]:
             break
-        error = verify_field(model, inputs, combined, channel, pixels)
+        try:
+            error = verify_field(model, inputs, combined, channel, pixels)
+        except ModelError as failure:  # a model that runs only on some sizes (windows)
+            return Locality(False, None, [], f"{how}; the model fails on crops: {failure}")
         if error <= VERIFY_TOLERANCE:
             return Locality(True, combined, per_input, how, error)
         combined = combined.widened(max(2, combined.radius))

@@ -11,6 +11,10 @@ fields do not overlap. s_r·s_c passes therefore give exactly
   the fields must not overlap at all, so s = field width per axis.
 
 Large images are processed in tiles (each with a receptive-field halo) to bound memory.
+
+Models that are not local are handed to :func:`fusevis.saliency.batched.not_local_maps`:
+exact by their banded-plus-low-rank form where they have one, else exact by batched
+full-image backward passes, or — only when asked for — an estimate with error bounds.
 """
 
 from __future__ import annotations
@@ -65,6 +69,12 @@ class SaliencyMaps:
         Whether the model is local, and the field used.
     method : str
         A description of how the maps were computed.
+    estimate : bool
+        True when the guidance maps are an estimate, not exact (asked for with
+        ``estimate=True`` for a model without exact fast structure).
+    error_bound : list of numpy.ndarray or None
+        For an estimate, per input the (C, H, W) bound on |estimate − exact| at each pixel
+        (at the confidence :attr:`extra` ``["estimate"]`` states, checked at sampled pixels).
     """
 
     fused: np.ndarray
@@ -73,6 +83,8 @@ class SaliencyMaps:
     locality: Locality | None = None
     method: str = ""
     extra: dict[str, object] = field(default_factory=dict)
+    estimate: bool = False
+    error_bound: list[np.ndarray] | None = None
 
     @property
     def share(self) -> list[np.ndarray] | None:
@@ -130,6 +142,8 @@ def compute_maps(
     verify: bool = True,
     locality: Locality | None = None,
     checkpoint_interval: float = 2.0,
+    estimate: bool = False,
+    probes: int = 256,
 ) -> SaliencyMaps:
     """Compute guidance (and optionally influence) maps of every fused pixel exactly.
 
@@ -159,6 +173,12 @@ def compute_maps(
         A decision made before (skips the analysis).
     checkpoint_interval : float
         Least number of seconds between two checkpoint saves.
+    estimate : bool
+        For a model that is not local and has no banded-plus-low-rank form, estimate the
+        guidance maps (``probes`` backward passes, with error bounds) instead of computing
+        them exactly (a backward pass per pixel). Ignored where the maps are exact anyway.
+    probes : int
+        Probes of the estimate.
     """
     items = as_input_tuple(inputs)
     shape = (int(items[0].shape[-2]), int(items[0].shape[-1]))
@@ -177,10 +197,25 @@ def compute_maps(
             saved, done = restored
             arrays.update({k: v for k, v in saved.items() if k in arrays})
     saver = _Saver(checkpoint, checkpoint_interval)
+    bounds, extra = None, {}
     with frozen_parameters(model), flushed_denormals():
         if not locality.local:
-            method = _full_loop(
-                model, items, arrays, influence, output_channel, progress, cancel, saver, done
+            from fusevis.saliency.batched import not_local_maps
+
+            method, bounds, extra = not_local_maps(
+                model,
+                items,
+                arrays,
+                influence,
+                output_channel,
+                tile,
+                progress,
+                cancel,
+                saver,
+                done,
+                verify=verify,
+                estimate=estimate,
+                probes=probes,
             )
         else:
             method = _probe_colouring(
@@ -203,6 +238,9 @@ def compute_maps(
         influence=[arrays[f"influence_{k}"] for k in range(count)] if influence else None,
         locality=locality,
         method=method,
+        extra=extra,
+        estimate=bounds is not None,
+        error_bound=bounds,
     )
 
 
@@ -353,39 +391,6 @@ def _accumulate_influence(
     mask = torch.zeros(target.shape, dtype=torch.bool)
     mask[rows.min() : rows.max() + 1 : period[0], cols.min() : cols.max() + 1 : period[1]] = True
     target[mask.numpy()] = sums[mask].numpy()
-
-
-def _full_loop(
-    model: nn.Module,
-    items: tuple[torch.Tensor, ...],
-    arrays: dict[str, np.ndarray],
-    influence: bool,
-    channel: OutputChannel,
-    progress: ProgressCallback | None,
-    cancel: CancelCheck | None,
-    saver: _Saver,
-    done: set[tuple[int, int]],
-) -> str:
-    """One backward pass per pixel through the whole image (non-local models)."""
-    shape = arrays["fused"].shape
-    kept = KeptForward(model, items, channel)
-    arrays["fused"][...] = kept.output[0].detach().cpu().numpy()
-    total = shape[0] * shape[1]
-    for row in range(shape[0]):
-        if (0, row) in done:
-            continue
-        for col in range(shape[1]):
-            grads = kept.at((row, col))
-            for k, grad in enumerate(grads):
-                if grad is None:
-                    continue
-                arrays[f"guidance_{k}"][:, row, col] = grad[0, :, row, col].cpu().numpy()
-                if influence:
-                    arrays[f"influence_{k}"][row, col] = float(grad.abs().sum())
-        done.add((0, row))
-        saver.after_pass((row + 1) * shape[1], total, progress, cancel, arrays, done)
-    saver.maybe(arrays, done, force=True)
-    return "full-image gradients, one backward pass per pixel (model is not local)"
 
 
 def guidance_maps(

@@ -1,4 +1,4 @@
-"""The four ways of computing Jacobian rows, behind one interface.
+"""The ways of computing Jacobian rows, behind one interface.
 
 Every strategy gives, for each fused pixel, the window outside which its rows are zero and
 per input the gradient over a window — the full-image gradient exactly; they differ only in
@@ -10,6 +10,9 @@ recorded   a backward sweep over the pixel's cone from a recorded full-image for
 cone       forward and backward over the pixel's cone (:mod:`~fusevis.saliency.cone`);
            needs a graph the cone runs (stride-1 convolutions, element-wise operations)
 crop       the model on a receptive-field crop around the pixel; needs a local model
+lowrank    the row of the network with its global quantities held fixed, plus a low-rank
+           term (:mod:`~fusevis.saliency.lowrank`); needs a model that is local but for a
+           few global quantities (channel attention, transposed attention, min-max)
 full       one kept full-image forward, a backward pass per pixel; any model
 ========== ================================================================================
 
@@ -35,7 +38,7 @@ from fusevis.saliency.inputs import Pixel, Stamp, image_shape
 from fusevis.saliency.outputs import OutputChannel, select_output
 from fusevis.saliency.recorded import ForwardRecord, backward_rows
 
-NAMES = ("recorded", "cone", "crop", "full")
+NAMES = ("recorded", "cone", "crop", "lowrank", "full")
 
 PixelRows = tuple[Window, list[Part]]  # the pixel's window, and per input its part
 
@@ -153,11 +156,18 @@ class FullStrategy(Strategy):
         self.model, self.channel = model, channel
         self._kept: tuple[Stamp, KeptForward] | None = None
 
-    def rows(self, items: tuple[torch.Tensor, ...], pixels: Sequence[Pixel]) -> list[PixelRows]:  # noqa: D102
+    def keep(self, items: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """Run the full-image forward for these inputs now (once) and return the model's output."""
+        return self._kept_for(items).full_output
+
+    def _kept_for(self, items: tuple[torch.Tensor, ...]) -> KeptForward:
         if self._kept is None or not self._kept[0].matches(items):
             self._kept = None  # free the old forward first
             self._kept = (Stamp(items), KeptForward(self.model, items, self.channel))
-        kept = self._kept[1]
+        return self._kept[1]
+
+    def rows(self, items: tuple[torch.Tensor, ...], pixels: Sequence[Pixel]) -> list[PixelRows]:  # noqa: D102
+        kept = self._kept_for(items)
         height, width = image_shape(items)
         whole = Window(0, height, 0, width)
         return [
