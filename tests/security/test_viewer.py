@@ -386,8 +386,8 @@ def test_a_cross_origin_websocket_receives_no_frame(viewer: Viewer) -> None:
 
 
 def test_allow_host_admits_a_named_host_only(tmp_path: Path) -> None:
-    from fusevis.cli.view import build_viewer_data
     from fusevis.io import load_images
+    from fusevis.viewer.data import build_viewer_data
     from fusevis.viewer.server import start_in_thread
 
     pair = write_pair(tmp_path, 32)

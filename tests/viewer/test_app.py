@@ -7,16 +7,21 @@ never read, malformed messages) are tested against a real server in
 
 import asyncio
 import io
+import time
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
 from fusevis.errors import InputError
+from fusevis.saliency import MapCache
 from fusevis.viewer.access import Access
 from fusevis.viewer.app import MAX_MESSAGE_CHARS, Outbox, create_app, parse_message
-from fusevis.viewer.engine import ViewerData
+from fusevis.viewer.data import ViewerData
 from fusevis.viewer.frames import decode_frame
+from fusevis.viewer.scheduler import estimates_available
+from tests.viewer.slow import SlowAttention, small_set
 
 TOKEN = "s3cret-token-of-the-tests"
 
@@ -164,7 +169,7 @@ def test_hover_answers_with_the_engines_jacobian_window(
         assert header["pixel"] == [100, 90]
         info = header["models"]["DeepFuse"]
         top, bottom, left, right = info["window"]
-        session = demo_data.sessions["DeepFuse"]
+        session = demo_data.hover.sessions["DeepFuse"]
         full = session.jacobian.attribute(demo_data.tensors, pixel=(100, 90))
         for k in range(2):
             expected = full[k][0, 0, top:bottom, left:right].numpy()
@@ -186,5 +191,81 @@ def test_export_npz_holds_the_pixels_jacobians(client: TestClient, demo_data: Vi
             data.files
         )
         assert data["jacobian_0"].shape == (256, 256)
-        full = demo_data.sessions["MaskNet"].jacobian.attribute(demo_data.tensors, pixel=(5, 250))
+        full = demo_data.hover.sessions["MaskNet"].jacobian.attribute(
+            demo_data.tensors, pixel=(5, 250)
+        )
         np.testing.assert_allclose(data["jacobian_1"], full[1][0, 0].numpy(), atol=1e-7)
+
+
+@pytest.fixture(scope="module")
+def slow_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, object]]:
+    """A viewer of a global-attention network whose every pixel takes 0.4 s."""
+    model = SlowAttention()
+    cache = MapCache(tmp_path_factory.mktemp("slow-cache"))
+    data = ViewerData(small_set(12), {"Attention": model}, cache, ask_above_s=30)
+    model.delay.seconds = 0.4
+    data.hover.submit(data.pixel_frame, ["Attention"], (0, 0)).result()  # times one hover
+    client = TestClient(create_app(data, Access(TOKEN)), base_url="http://localhost")
+    assert client.get(f"/?token={TOKEN}").status_code == 200
+    yield client, data
+    model.delay.seconds = 0.0
+    data.close()
+
+
+def frames_until(socket: object, wanted: object, limit: int = 200) -> list[dict]:
+    """Headers of the frames received up to and including the first one ``wanted`` accepts."""
+    seen = []
+    for _ in range(limit):
+        header, _ = decode_frame(socket.receive_bytes())
+        seen.append(header)
+        if wanted(header):
+            return seen
+    raise AssertionError(f"no such frame among {[h['kind'] for h in seen]}")
+
+
+@pytest.mark.filterwarnings("ignore:For backward hooks to be called")
+def test_a_slow_pixel_is_announced_and_overtaken_hovers_are_never_computed(
+    slow_client: tuple[TestClient, ViewerData],
+) -> None:
+    client, data = slow_client
+    with client.websocket_connect(f"ws://localhost/ws?token={TOKEN}") as socket:
+        first = frames_until(socket, lambda h: h["kind"] == "pixel")
+        computing = [h for h in first if h["kind"] == "computing"]
+        assert computing, "a 0.4 s pixel was not announced"
+        info = computing[-1]["models"]["Attention"]
+        assert computing[-1]["pixel"] == [6, 6] and info["method"] == "full" and not info["local"]
+        assert info["expected_ms"] == pytest.approx(400, abs=250)
+        began = time.perf_counter()
+        pixels = [(1, 1), (2, 3), (4, 5), (7, 8), (9, 10), (11, 2)]
+        for seq, (row, col) in enumerate(pixels, start=1):
+            socket.send_json({"type": "hover", "row": row, "col": col, "seq": seq})
+        seen = frames_until(socket, lambda h: h["kind"] == "pixel" and h["seq"] == len(pixels))
+        took = time.perf_counter() - began
+        answered = [h["seq"] for h in seen if h["kind"] == "pixel"]
+        # the pixel in flight when the burst began may finish; no other stale one is computed
+        assert answered[-1] == len(pixels) and len(answered) <= 2, answered
+        assert seen[-1]["pixel"] == [11, 2]
+        assert took < 3 * 0.4 + 1.5, f"{took:.2f} s for the latest of {len(pixels)} hovers"
+
+
+@pytest.mark.filterwarnings("ignore:For backward hooks to be called")
+def test_long_maps_wait_for_the_pages_go(slow_client: tuple[TestClient, ViewerData]) -> None:
+    client, data = slow_client
+    with client.websocket_connect(f"ws://localhost/ws?token={TOKEN}") as socket:
+        seen = frames_until(
+            socket, lambda h: h["kind"] in ("maps", "progress") and h["state"] == "ask"
+        )
+        asked = seen[-1]
+        assert asked["model"] == "Attention" and asked["map_kind"] == "guidance"
+        assert asked["predicted_s"] == pytest.approx(144 * 0.4, rel=0.6) and asked["done"] == 0
+        assert asked["estimates"] is estimates_available()
+        assert data.maps.queued == [] and data.maps.progress("Attention", "guidance").done == 0
+        socket.send_json({"type": "compute_maps", "model": "Attention", "kind": "guidance"})
+        frames_until(
+            socket,
+            lambda h: h["kind"] in ("maps", "progress") and h["state"] in ("queued", "running"),
+        )
+        assert data.maps.progress("Attention", "guidance").confirmed
+        socket.send_json({"type": "compute_maps", "model": "Nobody", "kind": "guidance"})
+        error = frames_until(socket, lambda h: h["kind"] == "error")[-1]
+        assert "unknown model 'Nobody'" in error["message"]

@@ -7,8 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fusevis.viewer.engine import ViewerData
+from fusevis.saliency import MapCache
+from fusevis.viewer.data import ViewerData
+from fusevis.viewer.scheduler import estimates_available
 from fusevis.viewer.server import RunningViewer, start_in_thread
+from tests.viewer.slow import SlowAttention, small_set
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 
@@ -92,7 +95,9 @@ def test_hover_draws_the_jacobians_the_engine_computes(page: object, demo_data: 
         }"""
     )
     top, bottom, left, right = held["window"]
-    rows = demo_data.sessions["DeepFuse"].jacobian.attribute(demo_data.tensors, pixel=(120, 100))
+    rows = demo_data.hover.sessions["DeepFuse"].jacobian.attribute(
+        demo_data.tensors, pixel=(120, 100)
+    )
     for k in range(2):
         expected = rows[k][0, 0, top:bottom, left:right].numpy()
         got = np.array(held[f"j{k}"], np.float32).reshape(expected.shape)
@@ -243,5 +248,106 @@ def test_a_page_from_another_origin_gets_no_websocket(
             f"ws://127.0.0.1:{server.port}/ws?token={server.token}",
         )
         assert outcome["frames"] == 0 and not outcome.get("timeout"), outcome
+    finally:
+        context.close()
+
+
+# -- a slow network: what is computed, latest pixel wins, the prompt before long maps ------
+SLOW_SIZE = 32
+SLOW_SECONDS = 0.3
+
+
+@pytest.fixture(scope="module")
+def slow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningViewer]:
+    """A global-attention network whose every pixel takes 0.3 s; maps over 60 s ask first."""
+    model = SlowAttention()
+    cache = MapCache(tmp_path_factory.mktemp("slow-cache"))
+    data = ViewerData(small_set(SLOW_SIZE), {"Attention": model}, cache, ask_above_s=60)
+    model.delay.seconds = SLOW_SECONDS
+    data.hover.submit(data.pixel_frame, ["Attention"], (0, 0)).result()  # times one hover
+    running = start_in_thread(data)
+    yield running
+    model.delay.seconds = 0.0  # a map job the test started ends quickly
+    running.stop()
+
+
+def slow_point(page: object, row: int, col: int) -> tuple[float, float]:
+    """The centre of image pixel (row, col) of the fused panel (8 CSS px per pixel here)."""
+    box = page.locator("canvas[aria-label^='fused']").bounding_box()
+    scale = box["width"] / SLOW_SIZE
+    return box["x"] + (col + 0.5) * scale, box["y"] + (row + 0.5) * scale
+
+
+@pytest.mark.filterwarnings("ignore:For backward hooks to be called")
+def test_a_slow_network_says_what_it_computes_and_the_latest_pixel_wins(
+    browser: object, slow_server: RunningViewer
+) -> None:
+    context = browser.new_context(viewport={"width": 1300, "height": 1150})
+    try:
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto(slow_server.url)
+        page.wait_for_function("window.fusevis && window.fusevis.painted > 0", timeout=30_000)
+        page.mouse.move(*slow_point(page, 5, 7))
+        page.wait_for_function(
+            "document.getElementById('activity').textContent.includes('row 5, col 7')",
+            timeout=10_000,
+        )
+        activity = page.locator("#activity").inner_text()
+        assert "computing pixel (row 5, col 7): Attention [full image" in activity
+        assert "a pixel" in activity  # the expected time per pixel, from the last hover
+        page.wait_for_function("window.fusevis.store.state.pixel.join() === '5,7'", timeout=10_000)
+        page.wait_for_function("document.getElementById('activity').textContent === ''")
+        assert "[full, 0.3 s]" in page.locator("#readout").inner_text()
+        painted_before = page.evaluate("window.fusevis.paintedPixels.length")
+        path = [slow_point(page, *pixel) for pixel in [(8, 8), (9, 10), (11, 12), (20, 21)]]
+        page.evaluate(  # four mouse moves within a millisecond, well inside one 0.3 s pixel
+            """(points) => {
+                const canvas = document.querySelector("canvas[aria-label^='fused']");
+                for (const [x, y] of points) {
+                    canvas.dispatchEvent(new MouseEvent('mousemove', {clientX: x, clientY: y}));
+                }
+            }""",
+            path,
+        )
+        page.wait_for_function(
+            "window.fusevis.store.state.pixel.join() === '20,21'", timeout=10_000
+        )
+        painted = page.evaluate("window.fusevis.paintedPixels")[painted_before:]
+        assert painted[-1] == "20,21" and len(painted) <= 2, painted
+        assert set(painted) <= {"8,8", "20,21"}, f"stale pixels were computed: {painted}"
+        assert not errors, errors
+    finally:
+        context.close()
+
+
+@pytest.mark.filterwarnings("ignore:For backward hooks to be called")
+def test_long_maps_are_offered_not_started(browser: object, slow_server: RunningViewer) -> None:
+    context = browser.new_context(viewport={"width": 1300, "height": 1150})
+    try:
+        page = context.new_page()
+        page.goto(slow_server.url)
+        page.wait_for_function("window.fusevis && window.fusevis.ready", timeout=30_000)
+        exact = page.locator("#progress button.compute-exact")
+        exact.wait_for(timeout=15_000)
+        predicted = SLOW_SIZE * SLOW_SIZE * SLOW_SECONDS / 60
+        assert exact.inner_text() == f"compute exact maps (~{round(predicted)} min)"
+        line = page.locator("#progress .bar[data-state='ask']").inner_text()
+        assert line.startswith("guidance maps Attention would take ~")
+        estimate = page.locator("#progress button.compute-estimate")
+        assert estimate.is_disabled() is not estimates_available()
+        data = slow_server.data
+        assert data.maps.progress("Attention", "guidance").done == 0, "it started by itself"
+        sent = page.evaluate("window.fusevis.sent")
+        exact.click()
+        page.wait_for_function(
+            "['queued', 'running', 'paused', 'finished']"
+            ".includes(window.fusevis.store.model('Attention').maps.guidance.state)",
+            timeout=10_000,
+        )
+        assert page.evaluate("window.fusevis.sent") == sent + 1
+        assert data.maps.progress("Attention", "guidance").confirmed
+        assert page.locator("#progress button.compute-exact").count() == 0
     finally:
         context.close()

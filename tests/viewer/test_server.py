@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from fusevis.viewer.engine import ViewerData
+from fusevis.viewer.data import ViewerData
 from fusevis.viewer.server import is_loopback, start_in_thread
 
 
@@ -82,6 +82,10 @@ def test_is_loopback() -> None:
         (["{a}", "{b}", "--model", "NoSuchNet"], "unknown model 'NoSuchNet'"),
         (["{a}", "{b}", "--model", "DeepFuse", "--host", "256.1.1.1"], "cannot listen on"),
         (["{a}", "{b}", "--model", "DeepFuse", "--allow-host", "a/b"], "--allow-host 'a/b'"),
+        (
+            ["{a}", "{b}", "--model", "DeepFuse", "--max-pixels", "1000"],
+            "exceeds the limit of 1000",
+        ),
     ],
 )
 def test_view_command_errors_are_one_line(

@@ -52,15 +52,28 @@ def test_compare_two_to_four_models() -> None:
         s.select("Z")
 
 
-def test_gamma_and_map_kind() -> None:
+def test_map_kind_and_the_go_for_long_maps() -> None:
     s = state()
-    s.apply({"type": "gamma", "kind": "jacobian", "value": 0.5})
-    assert s.gamma_jacobian == 0.5 and s.gamma_guidance == 1.0
-    with pytest.raises(InputError, match="gamma 9.0 is outside"):
-        s.set_gamma("guidance", 9.0)
-    assert s.apply({"type": "maps", "kind": "influence"}).maps
+    change = s.apply({"type": "maps", "kind": "influence"})
+    assert change.view and not change.pixel and change.compute is None
     with pytest.raises(InputError, match="unknown map kind 'x'"):
         s.set_map_kind("x")
+    assert s.snapshot()["map_kind"] == "influence"
+    go = s.apply({"type": "compute_maps", "model": "B", "kind": "guidance"})
+    assert go.compute == ("B", "guidance", False) and not go.view and not go.pixel
+    go = s.apply({"type": "compute_maps", "model": "C", "kind": "influence", "estimate": True})
+    assert go.compute == ("C", "influence", True)
+    with pytest.raises(InputError, match="unknown model 'Z'"):
+        s.apply({"type": "compute_maps", "model": "Z", "kind": "guidance"})
+    with pytest.raises(InputError, match="'estimate' must be true or false"):
+        s.apply({"type": "compute_maps", "model": "A", "kind": "guidance", "estimate": "yes"})
+
+
+def test_unknown_and_removed_messages_are_refused() -> None:
+    s = state()
     with pytest.raises(InputError, match="unknown message type 'dance'"):
         s.apply({"type": "dance"})
-    assert s.snapshot()["map_kind"] == "influence"
+    # gamma is the page's own business (it recolours in the browser): no server state
+    with pytest.raises(InputError, match="unknown message type 'gamma'"):
+        s.apply({"type": "gamma", "kind": "jacobian", "value": 0.5})
+    assert "gamma_guidance" not in s.snapshot()

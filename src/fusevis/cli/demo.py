@@ -7,29 +7,23 @@ pixel, and writes the figures and a summary table.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import numpy as np
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from fusevis.cli.view import AllowHost, Host, NoBrowser, Port, build_viewer_data
-from fusevis.io import load_demo, save_image
-from fusevis.io.writers import check_writable
-from fusevis.models.inference import as_tensors, minmax
-from fusevis.models.registry import get_entry, get_model, list_models
-from fusevis.saliency import PixelJacobian, SaliencyMaps, cached_maps
-from fusevis.saliency.tensors import forward_selected
-from fusevis.training.evaluate import ssim_scores
-from fusevis.viewer.access import host_names
-from fusevis.viewer.server import serve
+from fusevis.cli.options import use_threads
+from fusevis.cli.view import AllowHost, Host, NoBrowser, Port, ViewerThreads, start_threads
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from fusevis.saliency import SaliencyMaps
 
 
 def _shipped_models() -> list[str]:
+    from fusevis.models.registry import get_entry, list_models
+
     return [
         n
         for n in list_models()
@@ -44,6 +38,7 @@ def _overview(
     pixel: tuple[int, int],
 ) -> None:
     import matplotlib
+    import numpy as np
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -93,9 +88,12 @@ def _overview(
 
 def _guidance_figure(path: Path, name: str, maps: SaliencyMaps) -> None:
     import matplotlib
+    import numpy as np
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    from fusevis.models.inference import minmax
 
     g1, g2 = maps.guidance_2d(0), maps.guidance_2d(1)
     rgb = np.stack([minmax(g1), minmax(g2), minmax(maps.fused)], axis=-1)
@@ -131,6 +129,7 @@ def demo_command(
     port: Port = 8765,
     no_browser: NoBrowser = False,
     allow_host: AllowHost = None,
+    threads: ViewerThreads = None,
 ) -> None:
     """Open the viewer on a demo pair with every shipped network (--static: figures).
 
@@ -139,8 +138,15 @@ def demo_command(
     maps of one network for every pixel, figures (overview.png, guidance.png) and a table.
     """
     if static:
+        use_threads(threads)
         static_demo(name, out, pixel, guidance_model)
         return
+    start_threads(threads)
+    from fusevis.io import load_demo
+    from fusevis.viewer.access import host_names
+    from fusevis.viewer.data import build_viewer_data
+    from fusevis.viewer.server import serve
+
     host_names(allow_host or [])  # a bad name fails before the models load
     image_set = load_demo(name)
     models = sorted(_shipped_models(), key=lambda n: n != "DeepFuse")
@@ -151,6 +157,20 @@ def demo_command(
 
 def static_demo(name: str, out: Path, pixel: tuple[int, int], guidance_model: str) -> None:
     """The figures-and-table demo (``fusevis demo --static``)."""
+    import time
+
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    from fusevis.io import load_demo, save_image
+    from fusevis.io.writers import check_writable
+    from fusevis.models.inference import as_tensors, minmax
+    from fusevis.models.registry import get_model
+    from fusevis.saliency import PixelJacobian, cached_maps
+    from fusevis.saliency.outputs import forward_selected
+    from fusevis.training.evaluate import ssim_scores
+
     check_writable(out, "folder")
     image_set = load_demo(name)
     tensors = as_tensors(image_set.stack())

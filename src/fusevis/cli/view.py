@@ -1,7 +1,9 @@
 """``fusevis view``: the interactive viewer in the browser.
 
 The models and inputs come from the command line only; the page can look at them but
-never name other files or models (see :mod:`fusevis.viewer.app`).
+never name other files or models (see :mod:`fusevis.viewer.app`). The module's top
+imports nothing heavy, so that ``fusevis --help`` starts fast: torch, the engine and the
+web server load when the command runs.
 """
 
 from __future__ import annotations
@@ -11,12 +13,7 @@ from typing import Annotated
 
 import typer
 
-from fusevis.io import ImageSet, load_images
-from fusevis.models.specs import load_named_models
-from fusevis.saliency import MapCache
-from fusevis.viewer.access import host_names
-from fusevis.viewer.engine import ViewerData
-from fusevis.viewer.server import serve
+from fusevis.cli.options import MaxPixels, use_threads
 
 Host = Annotated[
     str,
@@ -34,18 +31,41 @@ Port = Annotated[int, typer.Option(help="Port (0: any free port).")]
 NoBrowser = Annotated[
     bool, typer.Option("--no-browser", help="Print the URL without opening a browser.")
 ]
+ViewerThreads = Annotated[
+    int | None,
+    typer.Option(
+        "--threads",
+        min=1,
+        help=(
+            "CPU threads for torch. Default: half the cores this process may use (at least "
+            "one), since the viewer computes on two threads at once, hovers and maps "
+            "(docs/viewer.md)."
+        ),
+    ),
+]
 
 
-def build_viewer_data(
-    image_set: ImageSet,
-    models: list[str],
-    weights: list[str] | None = None,
-    cache: Path | None = None,
-    compute_maps: bool = True,
-) -> ViewerData:
-    """Load the named models (with weights matched by position) onto an image set."""
-    loaded = load_named_models(models, weights)
-    return ViewerData(image_set, loaded, MapCache(cache) if cache else None, compute_maps)
+def interactive_threads() -> int:
+    """The viewer's default number of torch threads: half the usable cores, at least one.
+
+    The viewer runs two computing threads at once, the hover engine and the map worker,
+    and each parallel torch operation spreads over its own team of this many threads; half
+    the cores each keeps the two within the machine. On the 2-core development machine
+    that is one thread, which made hovers faster while maps were computed (the
+    measurement is in docs/viewer.md).
+    """
+    import os
+
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 2
+    return max(1, cores // 2)
+
+
+def start_threads(threads: int | None) -> None:
+    """Set torch's threads for the viewer: ``threads``, else :func:`interactive_threads`."""
+    use_threads(threads if threads is not None else interactive_threads())
 
 
 def view_command(
@@ -73,13 +93,27 @@ def view_command(
         bool,
         typer.Option(
             "--maps/--no-maps",
-            help="Compute guidance maps in the background (--no-maps: per-pixel Jacobians only).",
+            help="Compute guidance maps in the background (--no-maps: per-pixel Jacobians "
+            "only). Maps predicted to take over 2 minutes wait for a click in the page.",
         ),
     ] = True,
+    max_pixels: MaxPixels = None,
+    threads: ViewerThreads = None,
 ) -> None:
     """Open the interactive viewer: hover a fused pixel to see its exact saliency maps."""
+    from fusevis.io import load_images
+    from fusevis.viewer.access import host_names
+    from fusevis.viewer.data import build_viewer_data
+    from fusevis.viewer.server import serve
+
     host_names(allow_host or [])  # a bad name fails before the models load
-    image_set = load_images(inputs, color=color, normalize=normalize)  # type: ignore[arg-type]
+    start_threads(threads)
+    image_set = load_images(
+        inputs,
+        color=color,  # type: ignore[arg-type]
+        normalize=normalize,  # type: ignore[arg-type]
+        max_pixels=max_pixels,
+    )
     data = build_viewer_data(image_set, model, weights, cache, compute_maps=maps)
     serve(
         data,

@@ -1,4 +1,4 @@
-"""The viewer's web application: a route table of thin handlers over :mod:`engine`.
+"""The viewer's web application: a route table of thin handlers over :class:`ViewerData`.
 
 Routes
 ------
@@ -7,6 +7,8 @@ Routes
 ``GET /api/session``         models, image shape, input names (JSON)
 ``GET /api/export.npz``      the data of the current view: ``?model=&row=&col=``
 ``WS  /ws``                  binary frames: images, streamed maps, per-hover Jacobians
+
+The messages and frames of ``/ws`` are documented in ``docs/viewer.md``.
 
 Every request and websocket handshake first passes :class:`~fusevis.viewer.access.AccessGuard`
 (token, ``Host`` allow-list, ``Origin``; see :mod:`fusevis.viewer.access`).
@@ -20,12 +22,12 @@ the page never used it, and a route that reads paths a page names would still le
 probe the user's files. To look at other inputs, start another viewer.
 
 Each websocket client is bounded: its outgoing frames wait in an :class:`Outbox` that
-keeps only the latest pending frame of each kind (images, the maps of one model and kind,
-the pixel answer, an error), so a client that never reads holds a few frames, not one per
-message; a message longer than :data:`MAX_MESSAGE_CHARS` (uvicorn closes the connection
-beyond :data:`WS_MAX_SIZE` bytes), a binary message, invalid JSON, NaN or infinite numbers,
-JSON that is not an object and unknown message types each get an ``error`` frame and the
-connection stays open.
+keeps only the latest pending frame of each kind (images, the maps or the progress of one
+model and kind, the pixel answer, the computing notice, an error), so a client that never
+reads holds a few frames, not one per message; a message longer than
+:data:`MAX_MESSAGE_CHARS` (uvicorn closes the connection beyond :data:`WS_MAX_SIZE` bytes),
+a binary message, invalid JSON, NaN or infinite numbers, JSON that is not an object and
+unknown message types each get an ``error`` frame and the connection stays open.
 """
 
 from __future__ import annotations
@@ -45,14 +47,16 @@ from starlette.routing import Route, WebSocketRoute
 
 from fusevis.errors import FuseVisError, InputError
 from fusevis.viewer.access import Access, AccessGuard
-from fusevis.viewer.engine import ViewerData
+from fusevis.viewer.data import ViewerData
 from fusevis.viewer.frames import encode_frame
+from fusevis.viewer.scheduler import MAP_KINDS, estimates_available
 from fusevis.viewer.state import ViewerState
 
 STATIC_DIR = Path(__file__).parent / "static"
 MAX_MESSAGE_CHARS = 16 * 1024
 WS_MAX_SIZE = 1 << 20
 MAX_SEQ = 2**53
+COMPUTING_NOTICE_S = 0.15  # a pixel not answered by then is announced ("computing" frame)
 Build = Callable[[], bytes]
 
 
@@ -72,9 +76,14 @@ def images_frame(data: ViewerData, state: ViewerState) -> bytes:
     arrays: dict[str, np.ndarray] = {f"input_{k}": x for k, x in enumerate(data.inputs)}
     models: dict[str, Any] = {}
     for name in state.in_view:
-        session = data.sessions[name]
+        session = data.hover.sessions[name]
         arrays[f"{name}/fused"] = session.fused
-        models[name] = {"radius": session.radius, "method": session.strategy}
+        models[name] = {
+            "radius": session.radius,
+            "local": session.local,
+            "method": session.strategy,
+            "pixel_ms": round(session.pixel_seconds * 1e3, 3),
+        }
     header = {
         "kind": "images",
         "state": state.snapshot(),
@@ -84,17 +93,43 @@ def images_frame(data: ViewerData, state: ViewerState) -> bytes:
     return encode_frame(header, arrays)
 
 
-def maps_frame(data: ViewerData, name: str, kind: str) -> bytes:
-    """The current (partial or finished) maps of one model."""
-    progress = data.sessions[name].maps.get(kind)
-    header: dict[str, Any] = {"kind": "maps", "model": name, "map_kind": kind}
+def _maps_header(data: ViewerData, frame: str, name: str, kind: str) -> dict[str, Any]:
+    header: dict[str, Any] = {
+        "kind": frame,
+        "model": name,
+        "map_kind": kind,
+        "estimates": estimates_available(),
+    }
+    progress = data.maps.progress(name, kind)
     if progress is None:
-        return encode_frame({**header, "done": 0, "total": 0, "finished": False}, {})
-    header.update(
-        done=progress.done, total=progress.total, finished=progress.finished, error=progress.error
-    )
-    arrays = {f"{name}/{key}": value for key, value in progress.arrays.items()}
+        return {**header, "state": "none", "done": 0, "total": 0, "finished": False}
+    return {**header, **progress.header()}
+
+
+def maps_frame(data: ViewerData, name: str, kind: str) -> bytes:
+    """The current (partial or finished) maps of one model, with the job's progress."""
+    header = _maps_header(data, "maps", name, kind)
+    arrays = {f"{name}/{key}": value for key, value in data.maps.arrays(name, kind).items()}
     return encode_frame(header, arrays)
+
+
+def progress_frame(data: ViewerData, name: str, kind: str) -> bytes:
+    """The progress of one model's map job (state, passes, times), without the maps."""
+    return encode_frame(_maps_header(data, "progress", name, kind), {})
+
+
+def computing_frame(data: ViewerData, seq: int, names: list[str], pixel: tuple[int, int]) -> bytes:
+    """What the engine is computing for this page: the pixel, its models and strategies."""
+    models = {}
+    for name in names:
+        session = data.hover.sessions[name]
+        models[name] = {
+            "method": session.strategy,
+            "local": session.local,
+            "expected_ms": round(session.pixel_seconds * 1e3, 3),
+        }
+    header = {"kind": "computing", "seq": seq, "pixel": list(pixel), "models": models}
+    return encode_frame(header, {})
 
 
 def _reject_constant(name: str) -> float:
@@ -139,7 +174,8 @@ class Outbox:
     """Frames waiting for one client: at most the latest pending frame of each kind.
 
     A frame is queued under a key (``("images",)``, ``("maps", model, kind)``,
-    ``("pixel",)``, ``("error",)``) as a function that builds it when it is sent; queuing a
+    ``("progress", model, kind)``, ``("pixel",)``, ``("computing",)``, ``("error",)``) as
+    a function that builds it when it is sent; queuing a
     key again replaces the waiting frame and moves it to the back, so frames go out in
     the order of their latest request and the queue never holds more than one frame per
     key, however many messages a client sends without reading.
@@ -176,7 +212,7 @@ class ViewerApp:
 
     def new_state(self) -> ViewerState:
         """The state a new page starts in."""
-        return ViewerState(self.data.shape, list(self.data.sessions))
+        return ViewerState(self.data.shape, self.data.names)
 
     async def index(self, request: Request) -> Response:
         """The page; trades the URL's token for an HttpOnly SameSite=Strict cookie."""
@@ -200,7 +236,7 @@ class ViewerApp:
         """What the server holds: models, shape, inputs."""
         return JSONResponse(
             {
-                "models": list(self.data.sessions),
+                "models": self.data.names,
                 "shape": list(self.data.shape),
                 "inputs": [image.source for image in self.data.image_set],
             }
@@ -210,24 +246,25 @@ class ViewerApp:
         """The data of a view as ``.npz``: inputs, fused, maps, the pixel's Jacobian rows."""
         query = request.query_params
         try:
-            name = query.get("model") or next(iter(self.data.sessions))
-            if name not in self.data.sessions:
+            name = query.get("model") or self.data.names[0]
+            if name not in self.data.hover.sessions:
                 raise FuseVisError(f"unknown model {name!r}")
             pixel = (int(query.get("row", "")), int(query.get("col", "")))
-            rows = await asyncio.wrap_future(
-                self.data.submit(self.data.full_jacobians, name, pixel)
-            )
+            hover = self.data.hover
+            rows = await asyncio.wrap_future(hover.submit(hover.full_jacobians, name, pixel))
         except ValueError:
             return JSONResponse({"error": "row and col must be integers"}, status_code=400)
         except FuseVisError as error:
             return JSONResponse({"error": str(error)}, status_code=400)
-        session = self.data.sessions[name]
         arrays = {f"input_{k}": x for k, x in enumerate(self.data.inputs)}
-        arrays["fused"] = session.fused
+        arrays["fused"] = self.data.hover.sessions[name].fused
         arrays["pixel"] = np.array(pixel)
-        for kind, progress in session.maps.items():
-            if progress.finished:
-                arrays.update({k: v for k, v in progress.arrays.items() if k.startswith(kind)})
+        for kind in MAP_KINDS:
+            progress = self.data.maps.progress(name, kind)
+            if progress is not None and progress.finished:
+                prefix = "estimated_" if progress.estimate else ""  # never saved as exact
+                shown = progress.arrays.items()
+                arrays.update({prefix + k: v for k, v in shown if k.startswith(kind)})
         arrays.update({f"jacobian_{k}": r for k, r in enumerate(rows)})
         buffer = io.BytesIO()
         np.savez_compressed(buffer, **arrays)
@@ -245,7 +282,14 @@ class ViewerApp:
 
 
 class Connection:
-    """One websocket client; only its latest pending pixel request is ever answered."""
+    """One websocket client; only its latest pending pixel request is ever answered.
+
+    Pixel messages only mark a frame as wanted; :meth:`respond` computes the pixel that
+    is wanted when the engine is free, and between the models of one answer it gives up
+    an answer that a newer pixel has overtaken. A pixel not answered within
+    :data:`COMPUTING_NOTICE_S` is announced with a ``computing`` frame, so that the page
+    can say what is being computed with a slow network.
+    """
 
     def __init__(self, data: ViewerData, state: ViewerState, socket: WebSocket) -> None:
         self.data = data
@@ -256,13 +300,19 @@ class Connection:
         self.outbox = Outbox()
         self.loop = asyncio.get_running_loop()
 
-    def on_maps(self, name: str, kind: str, event: dict[str, Any]) -> None:
-        """Called from the map worker: queue a maps frame if the model is in view."""
+    def on_maps(self, name: str, kind: str, what: str) -> None:
+        """Called from the map worker: queue a maps or progress frame if the model is in view."""
         if name in self.state.in_view and kind in ("guidance", self.state.map_kind):
-            self.loop.call_soon_threadsafe(self._queue_maps, name, kind)
+            self.loop.call_soon_threadsafe(self._queue_maps, name, kind, what)
 
-    def _queue_maps(self, name: str, kind: str) -> None:
-        self.outbox.put(("maps", name, kind), lambda: maps_frame(self.data, name, kind))
+    def _queue_maps(self, name: str, kind: str, what: str = "arrays") -> None:
+        if what == "arrays":
+            self.outbox.put(("maps", name, kind), lambda: maps_frame(self.data, name, kind))
+        else:
+            self.outbox.put(("progress", name, kind), lambda: progress_frame(self.data, name, kind))
+
+    def _queue_computing(self, seq: int, names: list[str], pixel: tuple[int, int]) -> None:
+        self.outbox.put(("computing",), lambda: computing_frame(self.data, seq, names, pixel))
 
     def error(self, message: str) -> None:
         """Queue an error frame for the page (the latest one, if it is not reading)."""
@@ -271,7 +321,7 @@ class Connection:
 
     async def serve(self) -> None:
         """Run the reader, the pixel responder and the sender until the page goes away."""
-        self.data.add_listener(self.on_maps)
+        self.data.maps.add_listener(self.on_maps)
         self.send_view()
         tasks = [
             asyncio.create_task(self.read()),
@@ -283,7 +333,7 @@ class Connection:
         finally:
             for task in tasks:
                 task.cancel()
-            self.data.remove_listener(self.on_maps)
+            self.data.maps.remove_listener(self.on_maps)
         for task in done:  # a bug, not the page leaving: uvicorn logs it and closes (1011)
             if not task.cancelled() and task.exception() is not None:
                 raise task.exception()  # type: ignore[misc]
@@ -295,7 +345,7 @@ class Connection:
             kinds = ["guidance"] + (["influence"] if self.state.map_kind == "influence" else [])
             for kind in kinds:
                 if self.data.compute_maps or kind == "influence":
-                    self.data.request_maps(name, kind)
+                    self.data.maps.request(name, kind)
                 self._queue_maps(name, kind)
         self.wanted.set()
 
@@ -330,6 +380,13 @@ class Connection:
                 continue
             if seq is not None:
                 self.seq = seq
+            if change.compute is not None:
+                name, kind, estimate = change.compute
+                try:
+                    self.data.maps.request(name, kind, confirm=True, estimate=estimate)
+                except FuseVisError as error:
+                    self.error(str(error))
+                self._queue_maps(name, kind, "progress")
             if change.view:
                 self.send_view()
             elif change.pixel:
@@ -341,13 +398,22 @@ class Connection:
             await self.wanted.wait()
             self.wanted.clear()
             seq, names, pixel = self.seq, self.state.in_view, self.state.pixel
+            notice = self.loop.call_later(
+                COMPUTING_NOTICE_S, self._queue_computing, seq, names, pixel
+            )
+            hover = self.data.hover
             try:
-                header, arrays = await asyncio.wrap_future(
-                    self.data.submit(self.data.pixel_frame, names, pixel)
+                answer = await asyncio.wrap_future(
+                    hover.submit(self.data.pixel_frame, names, pixel, self.wanted.is_set)
                 )
             except FuseVisError as error:
                 self.error(str(error))
                 continue
+            finally:
+                notice.cancel()
+            if answer is None:  # overtaken between two models: the newer pixel is next
+                continue
+            header, arrays = answer
             header.update(seq=seq, pinned=self.state.pinned)
             self.outbox.put(("pixel",), lambda h=header, a=arrays: encode_frame(h, a))
 

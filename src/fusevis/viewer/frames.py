@@ -42,8 +42,3 @@ def decode_frame(frame: bytes) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         start = base + spec["offset"]
         arrays[spec["name"]] = np.frombuffer(frame, "<f4", count, start).reshape(spec["shape"])
     return header, arrays
-
-
-def finite_or_none(value: float) -> float | None:
-    """A float for a JSON header: NaN and infinities become None (JSON has no NaN)."""
-    return value if np.isfinite(value) else None

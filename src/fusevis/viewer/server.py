@@ -20,7 +20,7 @@ import uvicorn
 from fusevis.errors import FuseVisError
 from fusevis.viewer.access import WILDCARD_HOSTS, Access
 from fusevis.viewer.app import WS_MAX_SIZE, create_app
-from fusevis.viewer.engine import ViewerData
+from fusevis.viewer.data import ViewerData
 
 
 def is_loopback(host: str) -> bool:

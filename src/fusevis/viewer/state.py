@@ -17,16 +17,27 @@ MAX_COMPARED = 4
 
 @dataclass
 class Change:
-    """What a message changed: the pixel (a new Jacobian frame) and/or the view."""
+    """What a message asks of the server.
+
+    Attributes
+    ----------
+    pixel : bool
+        The explained pixel changed: a new pixel frame is wanted.
+    view : bool
+        The models or maps in view changed: images and maps are sent again.
+    compute : (str, str, bool) or None
+        The user's go for maps that were predicted to take long: ``(model, kind,
+        estimate)``.
+    """
 
     pixel: bool = False
     view: bool = False
-    maps: bool = False
+    compute: tuple[str, str, bool] | None = None
 
 
 @dataclass
 class ViewerState:
-    """Selected pixel, models in view, gamma and value ranges of one viewer.
+    """Selected pixel, pin, models and maps in view of one viewer page.
 
     Attributes
     ----------
@@ -42,8 +53,6 @@ class ViewerState:
         The fused pixel explained.
     pinned : bool
         A pinned pixel ignores hovering; arrow keys move it.
-    gamma_guidance, gamma_jacobian : float
-        Display gamma of the guidance and Jacobian panels (applied in the browser).
     map_kind : str
         ``"guidance"`` or ``"influence"`` (each input's share of the influence).
     """
@@ -54,8 +63,6 @@ class ViewerState:
     compare: list[str] = field(default_factory=list)
     pixel: tuple[int, int] = (0, 0)
     pinned: bool = False
-    gamma_guidance: float = 1.0
-    gamma_jacobian: float = 0.5
     map_kind: str = "guidance"
 
     def __post_init__(self) -> None:
@@ -119,22 +126,19 @@ class ViewerState:
         if len(chosen) == 1:
             self.active = chosen[0]
 
-    def set_gamma(self, kind: str, value: float) -> None:
-        """Set the guidance or Jacobian display gamma (0.1-5)."""
-        if not 0.1 <= float(value) <= 5.0:
-            raise InputError(None, f"gamma {value} is outside 0.1-5")
-        if kind == "guidance":
-            self.gamma_guidance = float(value)
-        elif kind == "jacobian":
-            self.gamma_jacobian = float(value)
-        else:
-            raise InputError(None, f"unknown gamma {kind!r} (guidance or jacobian)")
-
     def set_map_kind(self, kind: str) -> None:
         """Show guidance maps or influence shares."""
         if kind not in MAP_KINDS:
             raise InputError(None, f"unknown map kind {kind!r} ({' or '.join(MAP_KINDS)})")
         self.map_kind = kind
+
+    def compute(self, name: str, kind: str, estimate: object = False) -> tuple[str, str, bool]:
+        """The user's go for the ``kind`` maps of ``name`` (exact, or an estimate)."""
+        if kind not in MAP_KINDS:
+            raise InputError(None, f"unknown map kind {kind!r} ({' or '.join(MAP_KINDS)})")
+        if not isinstance(estimate, bool):
+            raise InputError(None, f"'estimate' must be true or false, not {estimate!r}")
+        return self._known(name), kind, estimate
 
     def _known(self, name: str) -> str:
         if name not in self.models:
@@ -146,9 +150,9 @@ class ViewerState:
     def apply(self, message: dict[str, Any]) -> Change:
         """Apply one message from the page and say what changed.
 
-        Message types: ``hover``/``pin`` (``row``, ``col``), ``unpin``, ``move`` (``drow``,
-        ``dcol``), ``model`` (``name``), ``compare`` (``names``), ``gamma`` (``kind``,
-        ``value``), ``maps`` (``kind``).
+        Message types (see docs/viewer.md): ``hover``/``pin`` (``row``, ``col``), ``unpin``,
+        ``move`` (``drow``, ``dcol``), ``model`` (``name``), ``compare`` (``names``),
+        ``maps`` (``kind``), ``compute_maps`` (``model``, ``kind``, ``estimate``).
         """
         kind = message.get("type")
         if kind == "hover":
@@ -167,12 +171,14 @@ class ViewerState:
         if kind == "compare":
             self.set_compare([str(n) for n in message.get("names", [])])
             return Change(pixel=True, view=True)
-        if kind == "gamma":
-            self.set_gamma(str(message["kind"]), float(message["value"]))
-            return Change()
         if kind == "maps":
             self.set_map_kind(str(message["kind"]))
-            return Change(view=True, maps=True)
+            return Change(view=True)
+        if kind == "compute_maps":
+            found = self.compute(
+                str(message["model"]), str(message["kind"]), message.get("estimate", False)
+            )
+            return Change(compute=found)
         raise InputError(None, f"unknown message type {kind!r}")
 
     def snapshot(self) -> dict[str, Any]:
@@ -185,7 +191,5 @@ class ViewerState:
             "in_view": self.in_view,
             "pixel": list(self.pixel),
             "pinned": self.pinned,
-            "gamma_guidance": self.gamma_guidance,
-            "gamma_jacobian": self.gamma_jacobian,
             "map_kind": self.map_kind,
         }

@@ -30,7 +30,7 @@ export class Store {
     this.state = null;          // the server's ViewerState snapshot
     this.inputs = [];           // Float32Array per input, [0, 1]
     this.inputNames = [];
-    this.models = {};           // name -> {radius, method, fused, maps: {kind: {...}}}
+    this.models = {};           // name -> {radius, local, method, pixel_ms, fused, maps: {kind: {...}}}
     this.pixelFrame = null;     // the latest painted pixel answer
     this.selection = null;      // Uint8Array mask of brushed / drawn pixels
     this.gamma = { guidance: 1, jacobian: 0.5 };
@@ -58,13 +58,27 @@ export class Store {
     }
   }
 
+  /** A maps frame: the job's progress and its (partial or finished) maps. */
   applyMaps(header, arrays) {
-    const model = this.model(header.model);
-    const maps = { done: header.done, total: header.total, finished: header.finished,
-      error: header.error || null, arrays: {} };
+    const maps = this.applyProgress(header);
+    maps.arrays = {};
     const prefix = `${header.model}/`;
     for (const [key, value] of Object.entries(arrays)) maps.arrays[key.slice(prefix.length)] = value.data;
+  }
+
+  /** A progress frame: state, passes, times; the maps already held stay. */
+  applyProgress(header) {
+    const model = this.model(header.model);
+    const held = model.maps[header.map_kind];
+    const maps = {
+      state: header.state, done: header.done, total: header.total, finished: header.finished,
+      error: header.error || null, elapsed_s: header.elapsed_s, remaining_s: header.remaining_s,
+      predicted_s: header.predicted_s, estimate: Boolean(header.estimate),
+      estimates: Boolean(header.estimates), arrays: held ? held.arrays : {},
+    };
+    if (header.state === "none") return maps;
     model.maps[header.map_kind] = maps;
+    return maps;
   }
 
   /** The maps shown for a model: guidance_k, or influence_k shares. */
