@@ -232,6 +232,12 @@ def _write_maps(
     for k, influence in enumerate(maps.influence or []):
         arrays[f"influence_{k}"] = influence
         arrays[f"share_{k}"] = maps.share[k]  # type: ignore[index]
+    if maps.estimate:  # never saved as exact: the flag, the method and each value's bound
+        for k, bound in enumerate(maps.error_bound or []):
+            arrays[f"error_bound_{k}"] = bound[0] if bound.shape[0] == 1 else bound
+        if suffix == ".npz":
+            arrays["estimate"] = np.array(True)
+            arrays["method"] = np.array(maps.method)
     if suffix == ".npz":
         with atomic_output(output) as temporary:
             np.savez_compressed(temporary, **arrays)
@@ -239,7 +245,9 @@ def _write_maps(
     if suffix == ".png":
         guidance = [maps.guidance_2d(k) for k in range(len(maps.guidance))]
         with atomic_output(output) as temporary:
-            _panels(temporary, image_set, maps.fused, guidance, "G")
+            _panels(
+                temporary, image_set, maps.fused, guidance, "G estimate" if maps.estimate else "G"
+            )
         return [output]
     if suffix == ".zarr":
         import zarr
@@ -249,6 +257,7 @@ def _write_maps(
             for name, array in arrays.items():
                 group.create_array(name, data=np.ascontiguousarray(array))
             group.attrs["method"] = maps.method
+            group.attrs["estimate"] = maps.estimate
         return [output]
     if suffix in (".h5", ".hdf5"):
         import h5py
@@ -261,12 +270,15 @@ def _write_maps(
                     handle.create_dataset(
                         f"Jacob_{name.upper()}_dataset", data=maps.guidance_2d(k).astype(np.float64)
                     )
+                    handle.attrs["method"] = maps.method
+                    handle.attrs["estimate"] = maps.estimate
                 written.append(path)
             return written
         with atomic_output(output) as temporary, h5py.File(temporary, "w") as handle:
             for name, array in arrays.items():
                 handle.create_dataset(name, data=array)
             handle.attrs["method"] = maps.method
+            handle.attrs["estimate"] = maps.estimate
         return [output]
     raise InputError(output, "guidance output must be .npz, .h5, .zarr or .png")
 
@@ -302,11 +314,21 @@ def guidance_command(
     max_pixels: MaxPixels = None,
     series: Series = None,
     threads: Threads = None,
+    estimate: Annotated[
+        bool,
+        typer.Option(
+            help="For a network that is not local and has no low-rank form: estimate the "
+            "guidance maps (a few hundred backward passes, a per-pixel error bound checked "
+            "at sampled pixels) instead of one backward pass per pixel. Saved marked as an "
+            "estimate, with the bounds."
+        ),
+    ] = False,
 ) -> None:
     """Guidance maps (the Jacobian's diagonal) of every fused pixel, exactly.
 
     Writes ``fused``, ``guidance_0``, ``guidance_1``, ... and with --influence
-    ``influence_k`` and ``share_k``. Interrupted runs resume from the cache.
+    ``influence_k`` and ``share_k``; with --estimate (only where the maps cannot be exact
+    fast) ``error_bound_k`` and the estimate flag. Interrupted runs resume from the cache.
     """
     if output.suffix not in (".npz", ".h5", ".hdf5", ".zarr", ".png"):
         raise InputError(output, "guidance output must be .npz, .h5, .zarr or .png")
@@ -358,6 +380,8 @@ def guidance_command(
             bar.update(task, completed=done, total=total)
 
         options = {"output_channel": channel, "tile": tile, "progress": report}
+        if estimate:
+            options["estimate"] = True
         if cache:
             maps = cached_maps(network, tensors, influence=influence, **options)
         else:

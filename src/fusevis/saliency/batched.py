@@ -7,8 +7,9 @@ is not local:
    its banded-plus-low-rank form (:mod:`fusevis.saliency.lowrank`);
 2. otherwise, exactly, by batched vector-Jacobian products over one kept full-image forward
    (``autograd.grad(..., is_grads_batched=True)``): every pixel is one product, many pixels
-   one batched backward pass, in chunks whose memory is bounded; on the GPU when the inputs
-   are there. On a CPU this takes one backward pass's time per pixel;
+   one batched backward pass, in chunks whose memory is bounded, on the GPU when the inputs
+   are there. On a CPU the passes run one at a time (batching does not pay there): one
+   backward pass's time per pixel;
 3. only when asked for (``estimate=True``), an estimate of the guidance maps: Hutchinson's
    diagonal estimator with Rademacher probes v, diag(J) ≈ mean over probes of v ⊙ (vᵀJ) (one
    backward pass per probe, whatever the image size; the probes coloured as in probe
@@ -121,8 +122,14 @@ def kept_forward(
 
 
 def batch_size(per_pass: int, device: torch.device, memory: int | None = None) -> int:
-    """How many backward passes to batch: the memory budget over the bytes of one."""
+    """How many backward passes to batch: the memory budget over the bytes of one.
+
+    On a CPU, without a budget given, one: a batched backward pass costs there as much per
+    pixel as single ones, or more (measured: 1.0-1.6× on the zoo's attention networks).
+    """
     if memory is None:
+        if device.type == "cpu":
+            return 1
         if device.type == "cuda":
             free, _ = torch.cuda.mem_get_info(device)
             memory = int(free * GPU_SHARE)
@@ -137,8 +144,13 @@ def vjps(
     """Batched vector-Jacobian products (one per leading index of ``cotangents``) per leaf.
 
     One batched backward pass (``is_grads_batched``); where an operation has no batching
-    rule for its backward, one pass per product.
+    rule for its backward, or for a single product, one pass per product.
     """
+    if cotangents.shape[0] == 1:
+        found = torch.autograd.grad(
+            output, leaves, cotangents[0], retain_graph=True, allow_unused=True
+        )
+        return tuple(None if g is None else g[None] for g in found)
     try:
         return torch.autograd.grad(
             output, leaves, cotangents, retain_graph=True, allow_unused=True, is_grads_batched=True

@@ -472,7 +472,14 @@ def cached_maps(
     layout = expected_layout(items, influence)
     found = cache.get(key, layout)
     if found is not None:
-        return found
+        return found  # always exact: estimates are never stored
+    if options.get("estimate"):  # an estimate is neither checkpointed nor stored
+        maps = compute_maps(model, items, influence=influence, locality=locality, **options)  # type: ignore[arg-type]
+        if maps.estimate:
+            return maps
+        cache.put(key, maps)  # the model needed no estimate: the maps are exact
+        maps.extra["cache_key"] = key
+        return maps
     cache.writable()  # tried before the work: a read-only cache warns at once
     checkpoint: NpzCheckpoint | StreamingCheckpoint = cache.checkpoint(key, layout)
     if on_partial is not None:
