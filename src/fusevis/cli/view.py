@@ -13,7 +13,18 @@ from typing import Annotated
 
 import typer
 
-from fusevis.cli.options import MaxPixels, use_threads
+from fusevis.cli.options import (
+    Adapt,
+    Color,
+    DisplayName,
+    MaxPixels,
+    ModelList,
+    Normalize,
+    Parts,
+    Rule,
+    WeightsList,
+    use_threads,
+)
 
 Host = Annotated[
     str,
@@ -70,22 +81,18 @@ def start_threads(threads: int | None) -> None:
 
 def view_command(
     inputs: Annotated[list[Path], typer.Argument(help="Registered input images, input 1 first.")],
-    model: Annotated[
-        list[str],
-        typer.Option(
-            "--model", "-m", help="Network to show; repeat to compare (2-4 side by side)."
-        ),
-    ],
-    weights: Annotated[
-        list[str] | None,
-        typer.Option("--weights", "-w", help="Weights for the --model in the same position."),
-    ] = None,
+    model: ModelList = None,
+    weights: WeightsList = None,
+    adapt: Adapt = None,
+    name: DisplayName = None,
+    parts: Parts = None,
+    rule: Rule = None,
     host: Host = "127.0.0.1",
     port: Port = 8765,
     no_browser: NoBrowser = False,
     allow_host: AllowHost = None,
-    color: Annotated[str, typer.Option(help="gray (the paper) or ycbcr.")] = "gray",
-    normalize: Annotated[str, typer.Option(help="minmax, percentile or none.")] = "minmax",
+    color: Color = None,
+    normalize: Normalize = None,
     cache: Annotated[
         Path | None, typer.Option(help="Folder caching guidance maps (default $FUSEVIS_CACHE).")
     ] = None,
@@ -102,19 +109,33 @@ def view_command(
 ) -> None:
     """Open the interactive viewer: hover a fused pixel to see its exact saliency maps."""
     from fusevis.io import load_images
+    from fusevis.models.specs import choose_loading, model_specs
     from fusevis.viewer.access import host_names
     from fusevis.viewer.data import build_viewer_data
     from fusevis.viewer.server import serve
 
     host_names(allow_host or [])  # a bad name fails before the models load
     start_threads(threads)
+    # the images are loaded as the models' conventions (--adapt) need, unless told otherwise
+    specs = model_specs(model, weights, adapt, name, parts, rule)
+    loading = choose_loading(specs, normalize, color)
     image_set = load_images(
         inputs,
-        color=color,  # type: ignore[arg-type]
-        normalize=normalize,  # type: ignore[arg-type]
+        color=loading.color,  # type: ignore[arg-type]
+        normalize=loading.normalize,  # type: ignore[arg-type]
         max_pixels=max_pixels,
     )
-    data = build_viewer_data(image_set, model, weights, cache, compute_maps=maps)
+    data = build_viewer_data(
+        image_set,
+        model,
+        weights,
+        cache,
+        compute_maps=maps,
+        adapt=adapt,
+        names=name,
+        parts=parts,
+        rules=rule,
+    )
     serve(
         data,
         host=host,
