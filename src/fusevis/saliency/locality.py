@@ -110,7 +110,10 @@ def measure_fields(
     height, width = inputs[0].shape[-2:]
     generator = torch.Generator().manual_seed(0)
     trials = [originals] + [
-        tuple(torch.rand(x.shape, generator=generator, dtype=torch.float64) for x in originals)
+        tuple(
+            torch.rand(x.shape, generator=generator, dtype=torch.float64).to(x.device)
+            for x in originals
+        )
         for _ in range(2)
     ]
     pixels = [
