@@ -24,10 +24,11 @@ def deepfuse():  # noqa: ANN201
 
 def test_an_interior_plan_is_the_template_shifted(deepfuse) -> None:  # noqa: ANN001
     cone = cone_of(deepfuse.model, 2)
-    plan = cone.plan((15, 14), (30, 28))
-    unbounded = cone.plan((15, 14), (10_000, 10_000))
-    assert plan == unbounded
-    field = trace_receptive_fields(deepfuse.model, 2)[0]
+    geometry = cone.geometry(deepfuse.inputs)
+    plan = cone.plan((15, 14), geometry)
+    assert plan == cone._plan((15, 14), geometry)  # planned directly, not shifted
+    assert cone.plan((16, 13), geometry) == cone._plan((16, 13), geometry)
+    field = trace_receptive_fields(deepfuse.model, 2, deepfuse.inputs)[0]
     expected = field_window(field, (15, 16), (14, 15), (30, 28))
     for node in cone.graph.inputs:
         assert plan[node] == expected  # the cone's input window is the field's
@@ -36,10 +37,21 @@ def test_an_interior_plan_is_the_template_shifted(deepfuse) -> None:  # noqa: AN
 
 def test_a_plan_at_the_border_is_clipped_to_the_image(deepfuse) -> None:  # noqa: ANN001
     cone = cone_of(deepfuse.model, 2)
-    plan = cone.plan((0, 27), (30, 28))
+    plan = cone.plan((0, 27), cone.geometry(deepfuse.inputs))
     for window in plan.values():
         assert window.top >= 0 and window.left >= 0 and window.bottom <= 30 and window.right <= 28
     assert plan[cone.graph.inputs[0]] == Window(0, 13, 15, 28)
+
+
+def test_plans_are_shifted_per_phase_of_a_strided_network() -> None:
+    torch.manual_seed(0)
+    model = EncoderDecoder().double().eval()  # total stride 4: four phases per axis
+    inputs = tuple(torch.rand(1, 1, 48, 44, dtype=torch.float64) for _ in "ab")
+    cone = cone_of(model, 2)
+    geometry = cone.geometry(inputs)
+    assert geometry.period == (4, 4) and geometry.periodic
+    for pixel in [(20, 21), (21, 22), (22, 23), (23, 20), (24, 24), (0, 0), (47, 43), (1, 42)]:
+        assert cone.plan(pixel, geometry) == cone._plan(pixel, geometry), pixel
 
 
 @pytest.mark.parametrize("pixel", [(0, 0), (15, 14), (29, 27), (3, 26)])
@@ -55,19 +67,33 @@ def test_the_forward_over_the_cone_is_the_model_output(deepfuse, pixel, backend)
         torch.testing.assert_close(leaf, x[..., window.as_slices()[0], window.as_slices()[1]])
 
 
+class _Call(nn.Module):
+    def __init__(self, forward) -> None:  # noqa: ANN001
+        super().__init__()
+        self.call = forward
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.call(x)
+
+
 @pytest.mark.parametrize(
-    "model",
+    ("model", "message"),
     [
-        EncoderDecoder(),  # strided convolutions
-        nn.Sequential(nn.Conv2d(1, 1, 3, padding=1, padding_mode="reflect")),
-        nn.Sequential(nn.Conv2d(1, 1, 3, padding="same")),
-        nn.Sequential(nn.MaxPool2d(3, stride=1, padding=1)),
+        (_Call(lambda x: x.flip(3)), r"method \.flip\(\) is not known"),
+        (_Call(lambda x: x.transpose(2, 3)), "swaps the image's rows and columns"),
+        (_Call(lambda x: x.reshape(1, 1, -1, 2)), "reshapes the image axes"),
+        (nn.Sequential(nn.AdaptiveAvgPool2d(1)), "mixes the whole image"),
+        (_Call(lambda x: x - x.mean(dim=(2, 3), keepdim=True)), "mixes the whole image"),
     ],
 )
-def test_what_the_cone_does_not_run_is_refused(model: nn.Module) -> None:
-    count = 2 if isinstance(model, EncoderDecoder) else 1
-    with pytest.raises(ConeUnsupported):
-        cone_of(model, count)
+def test_what_the_cone_does_not_run_is_refused_with_its_line(
+    model: nn.Module, message: str
+) -> None:
+    cone = cone_of(model, 1)
+    with pytest.raises(ConeUnsupported, match=message) as refused:
+        cone.geometry((torch.rand(1, 1, 12, 12),))
+    if isinstance(model, _Call):
+        assert "test_cone.py:" in str(refused.value)  # the line of the lambda
 
 
 class _Scaled(nn.Module):

@@ -16,6 +16,7 @@ CONE = {
     "DeepFuse",
     "DeepPedestrian",
     "Dilated",
+    "EncoderDecoder",  # strides, nearest and bilinear up-sampling: cut between grids
     "ThreeInputs",
     "Colour",
     "Denoiser",

@@ -47,10 +47,13 @@ def erf_entry():  # noqa: ANN201
 
 def test_an_unknown_operation_stops_the_tracer_and_the_cone() -> None:
     model = _Erf()
+    inputs = tuple(torch.rand(1, 1, 9, 9) for _ in "ab")
     with pytest.raises(TraceFailure, match="function erf is not known"):
         trace_receptive_fields(model, 2)
-    with pytest.raises(ConeUnsupported):
-        cone_of(model, 2)
+    with pytest.raises(TraceFailure, match=r"function erf is not known .* at test_ops.py:\d+"):
+        trace_receptive_fields(model, 2, inputs)
+    with pytest.raises(ConeUnsupported, match="function erf is not known"):
+        cone_of(model, 2).geometry(inputs)
 
 
 def test_one_elementwise_entry_serves_the_tracer_the_cone_and_the_sweep(erf_entry) -> None:  # noqa: ANN001
@@ -58,8 +61,9 @@ def test_one_elementwise_entry_serves_the_tracer_the_cone_and_the_sweep(erf_entr
     model = _Erf().double().eval()
     graph = graph_of(model)
     assert [s.op for s in graph.steps.values() if s.op is erf_entry]
-    assert trace_receptive_fields(model, 2)[0].radius == 2
     inputs = tuple(torch.rand(1, 1, 13, 14, dtype=torch.float64) for _ in range(2))
+    assert trace_receptive_fields(model, 2)[0].radius == 2
+    assert trace_receptive_fields(model, 2, inputs)[0].radius == 2
     xs = tuple(x.clone().requires_grad_(True) for x in inputs)
     expected = torch.autograd.grad(model(*xs)[0, 0, 0, 5], xs)
     for strategy in ("recorded", "cone"):
@@ -92,4 +96,4 @@ def test_modules_are_found_by_class_then_base_class() -> None:
     node = next(n for n in graph.nodes if n.op == "call_module")
     assert lookup(node, MyConv(1, 1, 3)).name == "convolution"
     assert lookup(node, nn.Identity()).name == "identity"
-    assert lookup(node, nn.Softmax2d()) is None
+    assert lookup(node, nn.Unfold(3)) is None

@@ -24,6 +24,11 @@ class ReceptiveField:
         Total stride (rows, columns); 1 for networks that keep the resolution throughout.
     source : str
         How it was found: ``"traced"``, ``"measured"`` or ``"user"``.
+    crops : bool
+        Whether the network on a crop of the inputs computes the crop's pixels as on the
+        whole image. False where an operation depends on the image's size (an interpolation
+        with ``align_corners=True``, or to a size): :func:`field_window` then gives the
+        whole image, and the cone computes pixels exactly instead.
     """
 
     row_lo: int
@@ -32,6 +37,7 @@ class ReceptiveField:
     col_hi: int
     stride: tuple[int, int] = (1, 1)
     source: str = "traced"
+    crops: bool = True
 
     @classmethod
     def square(cls, radius: int, source: str = "user") -> ReceptiveField:
@@ -62,6 +68,7 @@ class ReceptiveField:
             self.col_hi + margin,
             self.stride,
             self.source,
+            self.crops,
         )
 
     def union(self, other: ReceptiveField) -> ReceptiveField:
@@ -74,6 +81,7 @@ class ReceptiveField:
             max(self.col_hi, other.col_hi),
             stride,
             self.source,
+            self.crops and other.crops,
         )
 
 
@@ -160,9 +168,12 @@ def field_window(
     """The crop needed to compute fused pixels in rows ``[r0, r1)`` and cols ``[c0, c1)``.
 
     It extends the pixels by the field, is clipped to the image and starts and ends on the
-    network's sampling grid.
+    network's sampling grid; for a network whose crops differ from the whole image
+    (``field.crops`` False) it is the whole image.
     """
     height, width = shape
+    if not field.crops:
+        return Window(0, height, 0, width)
     top = _align_down(max(0, rows[0] + field.row_lo), field.stride[0])
     left = _align_down(max(0, cols[0] + field.col_lo), field.stride[1])
     bottom = _align_up(min(height, rows[1] - 1 + field.row_hi + 1), field.stride[0], height)

@@ -1,12 +1,19 @@
 """One ``torch.fx`` trace per model, shared by the tracer, the cone and the recorded sweep.
 
-:func:`graph_of` traces a model once (per model object, for as long as it lives) and finds
-every node's entry in the operation table (:mod:`fusevis.saliency.ops`) once.
+:func:`graph_of` traces a model once (per model object and, for ``forward(*inputs)``, per
+number of inputs, for as long as the model lives) and finds every node's entry in the
+operation table (:mod:`fusevis.saliency.ops`) once. Nodes keep the source line that made
+them, so that messages can name it (:func:`where`).
 """
 
 from __future__ import annotations
 
+import inspect
+import linecache
+import os
+import sys
 import threading
+import traceback
 import weakref
 
 import torch.fx
@@ -14,6 +21,70 @@ from torch import nn
 
 from fusevis.saliency.extent import TraceFailure
 from fusevis.saliency.ops import Step, lookup
+
+_TORCH = os.path.dirname(os.path.dirname(torch.fx.__file__))
+_HERE = os.path.dirname(__file__)
+_LINE = "fusevis_line"  # node.meta key: (file, line) of the model's source that made the node
+
+
+def _outside(filename: str) -> bool:
+    return not filename.startswith((_TORCH, _HERE)) and not filename.startswith("<")
+
+
+def _describe(filename: str, line: int) -> str:
+    code = linecache.getline(filename, line).strip()
+    return f"{os.path.basename(filename)}:{line}" + (f" ({code})" if code else "")
+
+
+def where(node: torch.fx.Node) -> str:
+    """``file:line (code)`` of the model's source that made ``node`` ('' when unknown)."""
+    found = node.meta.get(_LINE)
+    return _describe(*found) if found else ""
+
+
+def _user_frame(error: BaseException) -> str:
+    """``file:line (code)`` of the innermost frame outside torch and this package."""
+    found = ""
+    for frame in traceback.extract_tb(error.__traceback__):
+        if _outside(frame.filename) and frame.lineno is not None:
+            found = _describe(frame.filename, frame.lineno)
+    return found
+
+
+class _Tracer(torch.fx.Tracer):
+    """``torch.fx``'s tracer, noting each node's source line (cheaply: one frame walk)."""
+
+    def create_proxy(self, *args: object, **kwargs: object) -> torch.fx.Proxy:  # noqa: D102
+        proxy = super().create_proxy(*args, **kwargs)
+        frame = sys._getframe(1)
+        while frame is not None and not _outside(frame.f_code.co_filename):
+            frame = frame.f_back
+        if frame is not None:
+            proxy.node.meta[_LINE] = (frame.f_code.co_filename, frame.f_lineno)
+        return proxy
+
+
+def _takes_varargs(model: nn.Module) -> bool:
+    try:
+        parameters = inspect.signature(model.forward).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in parameters)
+
+
+def _fixed_arity(model: nn.Module, count: int) -> nn.Module:
+    """A module whose ``forward(input_0, ..., input_{count-1})`` calls ``model`` with them.
+
+    ``torch.fx`` gives a ``forward(*inputs)`` one placeholder (a tuple it cannot iterate);
+    through this wrapper the inputs are ``count`` tensors and loops over them unroll.
+    """
+    names = ", ".join(f"input_{k}" for k in range(count))
+    namespace: dict[str, object] = {}
+    exec(f"def forward(self, {names}):\n    return self.model({names})\n", namespace)  # noqa: S102
+    wrapper = type(f"{type(model).__name__}Inputs", (nn.Module,), {"forward": namespace["forward"]})
+    root = wrapper()
+    root.model = model
+    return root
 
 
 class Graph:
@@ -31,10 +102,13 @@ class Graph:
         The placeholders, in the order of the model's arguments.
     output : torch.fx.Node
         The output node.
+    prefix : str
+        ``"model."`` when the model was traced through a fixed-arity wrapper.
     """
 
-    def __init__(self, module: torch.fx.GraphModule) -> None:
+    def __init__(self, module: torch.fx.GraphModule, prefix: str = "") -> None:
         self.module = module
+        self.prefix = prefix
         self.nodes = list(module.graph.nodes)
         modules = dict(module.named_modules())
         self.steps: dict[torch.fx.Node, Step] = {}
@@ -43,6 +117,7 @@ class Graph:
             op = lookup(node, submodule) if node.op.startswith("call_") else None
             self.steps[node] = Step(node, op, submodule, tuple(node.all_input_nodes))
         self.inputs = [n for n in self.nodes if n.op == "placeholder"]
+        self.geometries: dict[tuple, object] = {}  # per input size (fusevis.saliency.geometry)
         outputs = [n for n in self.nodes if n.op == "output"]
         if len(outputs) != 1:
             raise TraceFailure("a graph without exactly one output")
@@ -50,9 +125,10 @@ class Graph:
 
     def still_of(self, model: nn.Module) -> bool:
         """Whether ``model`` still holds the submodules and constants traced (no surgery)."""
+        size = len(self.prefix)
         try:
             return all(
-                _attribute(model, node.target) is _attribute(self.module, node.target)
+                _attribute(model, str(node.target)[size:]) is _attribute(self.module, node.target)
                 for node in self.nodes
                 if node.op in ("call_module", "get_attr")
             )
@@ -71,13 +147,44 @@ def _attribute(root: object, path: object) -> object:
     return value
 
 
-_GRAPHS: weakref.WeakKeyDictionary[nn.Module, Graph | TraceFailure] = weakref.WeakKeyDictionary()
+def trace(model: nn.Module, num_inputs: int | None = None) -> Graph:
+    """Trace ``model`` (through a fixed-arity wrapper for ``forward(*inputs)``).
+
+    Raises
+    ------
+    TraceFailure
+        If ``torch.fx`` cannot trace it; the message names the model's source line.
+    """
+    prefix = ""
+    root = model
+    if _takes_varargs(model):
+        if num_inputs is None:
+            raise TraceFailure("forward(*inputs): the number of inputs is needed to trace it")
+        root, prefix = _fixed_arity(model, num_inputs), "model."
+    try:
+        graph = _Tracer().trace(root)
+        module = torch.fx.GraphModule(root, graph, type(root).__name__)
+    except TraceFailure:
+        raise
+    except Exception as error:  # noqa: BLE001 - any tracing failure means "measure"
+        line = _user_frame(error)
+        first = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise TraceFailure(
+            f"torch.fx cannot trace the model: {first}" + (f" at {line}" if line else "")
+        ) from None
+    return Graph(module, prefix)
+
+
+_GRAPHS: weakref.WeakKeyDictionary[nn.Module, dict[int | None, Graph | TraceFailure]] = (
+    weakref.WeakKeyDictionary()
+)
 _LOCK = threading.Lock()
 
 
-def graph_of(model: nn.Module) -> Graph:
+def graph_of(model: nn.Module, num_inputs: int | None = None) -> Graph:
     """The traced graph of ``model``, made on the first call for this model object.
 
+    ``num_inputs`` matters only for ``forward(*inputs)``, which is traced once per count.
     Traced again if the model's submodules or constants were replaced since.
 
     Raises
@@ -85,18 +192,18 @@ def graph_of(model: nn.Module) -> Graph:
     TraceFailure
         If ``torch.fx`` cannot trace the model (remembered as well).
     """
+    arity = num_inputs if _takes_varargs(model) else None
     with _LOCK:
-        found = _GRAPHS.get(model)
+        per_model = _GRAPHS.setdefault(model, {})
+        found = per_model.get(arity)
         if isinstance(found, Graph) and not found.still_of(model):
             found = None
         if found is None:
             try:
-                found = Graph(torch.fx.symbolic_trace(model))
+                found = trace(model, arity)
             except TraceFailure as failure:
                 found = TraceFailure(*failure.args)  # no traceback: it would hold the model
-            except Exception as error:  # noqa: BLE001 - any tracing failure means "measure"
-                found = TraceFailure(f"torch.fx cannot trace the model: {error}")
-            _GRAPHS[model] = found
+            per_model[arity] = found
     if isinstance(found, TraceFailure):
         raise TraceFailure(*found.args)
     return found

@@ -152,7 +152,7 @@ class PixelJacobian:
         with frozen_parameters(self.model, self._parameters), flushed_denormals():
             self._record = None
             if locality.local and self.strategy in ("auto", "recorded"):
-                cone = self._cone_for(len(items))
+                cone = self._cone_for(items)
                 if cone is not None:
                     self._record = record_forward(cone, items, self.record_limit)
             if self._record is not None:
@@ -275,13 +275,20 @@ class PixelJacobian:
 
     # -- choosing ---------------------------------------------------------------------------
 
-    def _cone_for(self, num_inputs: int) -> Cone | None:
-        """The cone of the model's graph, if the graph allows one (built once)."""
+    def _cone_for(self, items: tuple[torch.Tensor, ...]) -> Cone | None:
+        """The cone of the model's graph, if it runs the model at these inputs' size."""
         if self._cone is None and self._cone_problem is None:
             try:
-                self._cone = cone_of(self.model, num_inputs)
+                self._cone = cone_of(self.model, len(items))
             except ConeUnsupported as problem:
                 self._cone_problem = str(problem) or "unsupported"
+        if self._cone is None:
+            return None
+        try:
+            self._cone.geometry(items)  # made once per size
+        except ConeUnsupported as problem:
+            self._cone_problem = str(problem) or "unsupported"
+            return None
         return self._cone
 
     def _choose(
@@ -303,7 +310,7 @@ class PixelJacobian:
             return self._full
         if name == "crop":
             return CropStrategy(self.model, locality.field, channel)
-        cone = self._cone_for(len(items))
+        cone = self._cone_for(items)
         if cone is None:
             if name == "auto":
                 return CropStrategy(self.model, locality.field, channel)

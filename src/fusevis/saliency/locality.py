@@ -199,8 +199,32 @@ def analyse_locality(
     channel: OutputChannel = 0,
     override: ReceptiveField | None = None,
     verify: bool = True,
+    cache: bool = True,
 ) -> Locality:
-    """Decide whether ``model`` is local at the inputs' size, and find its field."""
+    """Decide whether ``model`` is local at the inputs' size, and find its field.
+
+    With ``cache`` the result is remembered on disk per model (class, structure, weights)
+    and input size (:mod:`fusevis.saliency.fieldcache`), and read back instead of analysed.
+    """
+    if not cache:
+        return _analyse(model, inputs, channel, override, verify)
+    from fusevis.saliency import fieldcache
+
+    key = fieldcache.analysis_key(model, inputs, channel, override, verify)
+    found = fieldcache.load(key)
+    if found is None:
+        found = _analyse(model, inputs, channel, override, verify)
+        fieldcache.store(key, found)
+    return found
+
+
+def _analyse(
+    model: nn.Module,
+    inputs: tuple[torch.Tensor, ...],
+    channel: OutputChannel,
+    override: ReceptiveField | None,
+    verify: bool,
+) -> Locality:
     shape = tuple(inputs[0].shape[-2:])
     try:
         if override is not None:
@@ -208,7 +232,7 @@ def analyse_locality(
             how = "user"
         else:
             try:
-                per_input = trace_receptive_fields(model, len(inputs))
+                per_input = trace_receptive_fields(model, len(inputs), inputs)
                 how = "traced"
             except TraceFailure as failure:
                 per_input = measure_fields(model, inputs, channel)

@@ -2,13 +2,17 @@
 
 Each :class:`Op` entry names the modules, functions and tensor methods it covers and says
 
-* ``field`` — how it moves a receptive field (:mod:`fusevis.saliency.trace`), or that it is
-  not ``local`` (it mixes the whole image);
-* ``window`` — how it runs over just the window of a pixel's cone, with the image border's
-  zero padding where the window meets it (:mod:`fusevis.saliency.cone`); None when the
-  cone does not run it (the pixel is then computed on a receptive-field crop);
+* ``window`` — its rule (:mod:`fusevis.saliency.windows`): whether and how it is local at a
+  given input size, which window of its source a window of its output reads, and how it
+  runs over that window. The tracer reads exact receptive fields from these rules
+  (:mod:`fusevis.saliency.trace`), the cone runs a pixel with them
+  (:mod:`fusevis.saliency.cone`); None where neither can;
 * ``sweep`` — how a backward sweep from a recorded full-image forward sends a gradient
-  through it (:mod:`fusevis.saliency.recorded`).
+  through it (:mod:`fusevis.saliency.recorded`): the adjoint convolution, the ReLU mask,
+  autograd over the window from stored inputs, or (for linear operations) from nothing;
+* ``local`` — False for operations that mix the whole image;
+* ``field`` — the size-free rule of the tracer used when no example inputs are given
+  (:mod:`fusevis.saliency.extent`).
 
 The tracer, the cone and the recorded sweep all find a node's entry with :func:`lookup`
 (through :mod:`fusevis.saliency.graph`, which does it once per node), so adding an
@@ -17,7 +21,8 @@ line::
 
     elementwise("erf", functions=(torch.erf, torch.special.erf), methods=("erf",)),
 
-Operations that no entry names stop the tracer (the field is then measured) and the cone.
+Operations that no entry names stop the tracer (the field is then measured) and the cone,
+with a message that names the operation and the model's source line.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ import torch.fx
 from torch import nn
 from torch.nn import functional
 
-from fusevis.saliency.convolution import Convolve, ConvWeights
+from fusevis.saliency import windows
 from fusevis.saliency.extent import (
     INTERPOLATION_REACH,
     Extent,
@@ -46,15 +51,25 @@ from fusevis.saliency.extent import (
     union,
     upsample,
 )
-from fusevis.saliency.field import Window, cut
+from fusevis.saliency.field import Window
+from fusevis.saliency.windows import (
+    ATTRIBUTE,
+    CONSTANT,
+    FEATURE,
+    PLACEHOLDER,
+    STANDARD,
+    Rule,
+    call_node,
+    cut,
+)
 
 Node = torch.fx.Node
-Reach = tuple[tuple[int, int], tuple[int, int]]  # rows/cols before, rows/cols after
-NO_REACH: Reach = ((0, 0), (0, 0))
 FieldRule = Callable[[Node, "nn.Module | None", list[Extent]], "Extent | None"]
 
+__all__ = ["TABLE", "Op", "Step", "call_node", "elementwise", "lookup", "register", "unregister"]
 
-class ConeUnsupported(Exception):
+
+class ConeUnsupported(TraceFailure):
     """The graph holds an operation the cone does not run over a window."""
 
 
@@ -68,9 +83,6 @@ class Step:
     sources: tuple[Node, ...]  # the nodes among its arguments, in order
 
 
-# -- receptive fields ---------------------------------------------------------------------
-
-
 def label(node: Node, module: nn.Module | None) -> str:
     """How messages name a node's operation."""
     if module is not None:
@@ -78,6 +90,9 @@ def label(node: Node, module: nn.Module | None) -> str:
     if node.op == "call_method":
         return f".{node.target}()"
     return getattr(node.target, "__name__", str(node.target))
+
+
+# -- receptive fields without example inputs (extent arithmetic) --------------------------
 
 
 def elementwise_field(node: Node, module: nn.Module | None, inputs: list[Extent]) -> Extent | None:
@@ -92,11 +107,15 @@ def no_feature_map(node: Node, module: nn.Module | None, inputs: list[Extent]) -
     return None
 
 
-def getattr_field(node: Node, module: nn.Module | None, inputs: list[Extent]) -> None:
-    """``getattr`` of a constant (of a feature map: not traced)."""
-    if inputs:
-        raise TraceFailure(f"function {label(node, module)} is not known to the tracer")
-    return None
+def getattr_field(node: Node, module: nn.Module | None, inputs: list[Extent]) -> Extent | None:
+    """``getattr``: of a constant nothing; ``.values`` of a channel maximum its field."""
+    if not inputs:
+        return None
+    if len(node.args) > 1 and node.args[1] in ("values", "indices", "data"):
+        return union(inputs)
+    if len(node.args) > 1 and node.args[1] == "shape":
+        return None
+    raise TraceFailure(f"function {label(node, module)} is not known to the tracer")
 
 
 def _dim(node: Node, default: object) -> object:
@@ -105,11 +124,22 @@ def _dim(node: Node, default: object) -> object:
 
 def reduction_field(node: Node, module: nn.Module | None, inputs: list[Extent]) -> Extent:
     """A reduction: local over the channels, not local over the image axes."""
-    if spatial_dims(_dim(node, None)):
+    dim = getattr(module, "dim", 1) if module is not None else _dim(node, None)
+    if isinstance(dim, Node):
+        raise TraceFailure("a reduction over a computed dim is traced with example inputs only")
+    if spatial_dims(dim):
         if node.op == "call_method":
             raise NotLocal(f".{node.target}() over the image axes mixes the whole image")
         raise NotLocal("a reduction over the image axes mixes the whole image")
     return union(inputs)
+
+
+def maxmin_field(node: Node, module: nn.Module | None, inputs: list[Extent]) -> Extent:
+    """``max``/``min``: element-wise between maps, a reduction with a dim."""
+    other = node.args[1] if len(node.args) > 1 else None
+    if isinstance(other, Node) and "dim" not in node.kwargs:
+        return union(inputs)
+    return reduction_field(node, module, inputs)
 
 
 def concat_field(node: Node, module: nn.Module | None, inputs: list[Extent]) -> Extent:
@@ -126,8 +156,10 @@ def sliding_window_field(node: Node, module: nn.Module, inputs: list[Extent]) ->
     padding = module.padding
     if isinstance(padding, str):
         if padding != "valid":
-            raise TraceFailure("padding='same' is not traced")
-        padding = (0, 0)
+            dilation = pair(getattr(module, "dilation", 1))
+            padding = tuple(d * (k - 1) // 2 for k, d in zip(kernel, dilation, strict=True))
+        else:
+            padding = (0, 0)
     dilation = pair(getattr(module, "dilation", 1))
     return sliding_window(union(inputs), kernel, stride, pair(padding), dilation)
 
@@ -146,7 +178,7 @@ def transposed_field(node: Node, module: nn.ConvTranspose2d, inputs: list[Extent
 def upsample_module_field(node: Node, module: nn.Upsample, inputs: list[Extent]) -> Extent:
     """``nn.Upsample`` by a scale factor."""
     if module.scale_factor is None:
-        raise TraceFailure("Upsample to a fixed size")
+        raise TraceFailure("Upsample to a fixed size is traced with example inputs only")
     factor = (
         pair(module.scale_factor)
         if not isinstance(module.scale_factor, float)
@@ -165,28 +197,37 @@ def interpolate_field(node: Node, module: None, inputs: list[Extent]) -> Extent:
     """``functional.interpolate`` by a scale factor."""
     factor = node.kwargs.get("scale_factor")
     mode = node.kwargs.get("mode", "nearest")
-    if factor is None or mode not in INTERPOLATION_REACH:
-        raise TraceFailure("interpolate without a scale factor")
+    if factor is None or isinstance(factor, (Node, tuple, list)) or mode not in INTERPOLATION_REACH:
+        raise TraceFailure("interpolate to a size is traced with example inputs only")
     fraction = Fraction(float(factor)).limit_denominator(64)
     return upsample(union(inputs), (fraction, fraction), INTERPOLATION_REACH[mode])
 
 
-def pixel_shuffle_field(node: Node, module: nn.PixelShuffle, inputs: list[Extent]) -> Extent:
-    """``nn.PixelShuffle``: up-sampling by its factor."""
+def pixel_shuffle_field(node: Node, module: nn.Module | None, inputs: list[Extent]) -> Extent:
+    """``PixelShuffle``: up-sampling by its factor."""
+    if module is None:
+        raise TraceFailure("pixel_shuffle is traced with example inputs only")
     factor = Fraction(module.upscale_factor)
     return upsample(union(inputs), (factor, factor), Fraction(1))
 
 
 def pad_module_field(node: Node, module: nn.Module, inputs: list[Extent]) -> Extent:
-    """Padding modules, as a window as wide as both paddings (wider than needed, exact)."""
-    left, right, top, bottom = module.padding
-    return sliding_window(
-        union(inputs), (top + bottom + 1, left + right + 1), (1, 1), (top, left), (1, 1)
-    )
+    """Padding modules and ``F.pad``: the map shifted (row j reads row j − top)."""
+    pads = module.padding if module is not None else node.args[1] if len(node.args) > 1 else None
+    if not isinstance(pads, (tuple, list)) or any(isinstance(p, Node) for p in pads):
+        raise TraceFailure("computed padding is traced with example inputs only")
+    left, right, top, bottom = (*pads, 0, 0) if len(pads) == 2 else pads
+    extent = union(inputs)
+    sr, sc = extent.scale
+    shifted = {
+        index: (rlo - sr * top, rhi - sr * top, clo - sc * left, chi - sc * left)
+        for index, (rlo, rhi, clo, chi) in extent.per_input.items()
+    }
+    return Extent(extent.scale, shifted, extent.max_scale, extent.fractional)
 
 
 def fails(reason: str) -> FieldRule:
-    """A field rule for an operation that is known but not traced (its field is measured)."""
+    """A field rule for an operation known but not traced this way (``reason`` says why)."""
 
     def rule(node: Node, module: nn.Module | None, inputs: list[Extent]) -> Extent:
         raise TraceFailure(reason.format(name=node.target))
@@ -194,129 +235,7 @@ def fails(reason: str) -> FieldRule:
     return rule
 
 
-# -- running over a window (the cone) -----------------------------------------------------
-
-
-def call_node(node: Node, module: nn.Module | None, value_of: Callable[[Node], object]) -> Any:
-    """Run ``node``'s operation with every node among its arguments replaced by ``value_of``."""
-    args = torch.fx.node.map_arg(node.args, value_of)
-    kwargs = torch.fx.node.map_arg(node.kwargs, value_of)
-    if node.op == "call_module":
-        return module(*args, **kwargs)
-    if node.op == "call_method":
-        subject, *rest = args
-        return getattr(subject, node.target)(*rest, **kwargs)
-    return node.target(*args, **kwargs)
-
-
-def _call(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """``module(x)``, without ``nn.Module.__call__``'s overhead when no hooks are set."""
-    if module._forward_hooks or module._forward_pre_hooks:
-        return module(x)
-    return module.forward(x)
-
-
-Values = dict[Node, tuple[torch.Tensor, "Window | None"]]  # a value, the window it covers
-
-
-class Elementwise:
-    """Runs over the same window as its output: arguments cut to it, then the operation."""
-
-    def reach(self, step: Step) -> Reach:
-        """How far beyond its output window the operation reads its input."""
-        return NO_REACH
-
-    def forward(
-        self,
-        step: Step,
-        reach: Reach,
-        values: Values,
-        window: Window,
-        shape: tuple[int, int],
-        conv: Convolve,
-        weights: ConvWeights,
-    ) -> torch.Tensor:
-        """The operation's output over ``window``."""
-        if step.module is not None and len(step.sources) == 1:
-            source, have = values[step.sources[0]]
-            return _call(step.module, cut(source, have, window))
-
-        def value_of(node: Node) -> torch.Tensor:
-            tensor, have = values[node]
-            return tensor if have is None else cut(tensor, have, window)  # None: a constant
-
-        return call_node(step.node, step.module, value_of)
-
-
-class ChannelConcat(Elementwise):
-    """Concatenation along the channel axis: element-wise as far as windows go."""
-
-    def reach(self, step: Step) -> Reach:  # noqa: D102
-        if _dim(step.node, 0) not in (1, -3):
-            raise ConeUnsupported("concatenation along a non-channel axis")
-        return NO_REACH
-
-
-def conv_reach(conv: nn.Conv2d) -> Reach:
-    """Rows/cols a stride-1 convolution reads before and after its output window."""
-    kernel, padding, dilation = conv.kernel_size, conv.padding, conv.dilation
-    before = (padding[0], padding[1])
-    after = (dilation[0] * (kernel[0] - 1) - padding[0], dilation[1] * (kernel[1] - 1) - padding[1])
-    return before, after
-
-
-class ValidConvolution:
-    """A stride-1 zero-padded ``Conv2d`` as a 'valid' convolution over the needed window.
-
-    Where the window reaches past the image border, the network's zero padding is
-    reproduced with an explicit pad.
-    """
-
-    def reach(self, step: Step) -> Reach:  # noqa: D102
-        conv = step.module
-        if (
-            not isinstance(conv, nn.Conv2d)
-            or conv.stride != (1, 1)
-            or isinstance(conv.padding, str)
-            or conv.padding_mode != "zeros"
-        ):
-            raise ConeUnsupported(f"{type(conv).__name__} with stride or non-zero padding mode")
-        return conv_reach(conv)
-
-    def forward(  # noqa: D102
-        self,
-        step: Step,
-        reach: Reach,
-        values: Values,
-        window: Window,
-        shape: tuple[int, int],
-        conv: Convolve,
-        weights: ConvWeights,
-    ) -> torch.Tensor:
-        module = step.module
-        source, have = values[step.sources[0]]
-        wanted = window.grow(*reach)
-        available = wanted.clip(*shape)
-        x = source[
-            ...,
-            available.top - have.top : available.bottom - have.top,
-            available.left - have.left : available.right - have.left,
-        ]
-        pad = (
-            available.left - wanted.left,
-            wanted.right - available.right,
-            available.top - wanted.top,
-            wanted.bottom - available.bottom,
-        )
-        if any(pad):
-            x = functional.pad(x, pad)
-        weight = weights.get(step.node.target, module)
-        return conv(x, weight, module.bias, 1, 0, module.dilation, module.groups)
-
-
-ELEMENTWISE_WINDOW = Elementwise()
-CONCAT_WINDOW = ChannelConcat()
-CONV_WINDOW = ValidConvolution()
+WITH_INPUTS = fails("{name} is traced with example inputs only")
 
 
 # -- backward sweeps from a record --------------------------------------------------------
@@ -332,7 +251,7 @@ class Sweep:
 
     keeps_inputs = False
 
-    def for_node(self, step: Step) -> Sweep:
+    def for_node(self, step: Step, geo: Any) -> Sweep:
         """The sweep for this node (this one, or autograd where it does not apply)."""
         return self
 
@@ -340,55 +259,103 @@ class Sweep:
         """Record what the sweep needs from the node's full-image result."""
         return self
 
-    def back(self, sweeper: Any, step: Step, gradient: torch.Tensor, window: Window) -> None:
+    def back(self, sweeper: Any, step: Step, gradient: Any, window: Window) -> None:
         """Send ``gradient`` (over ``window``) to the node's sources via ``sweeper.accumulate``."""
         raise NotImplementedError
 
 
 class AutogradSweep(Sweep):
-    """Differentiate the node by autograd over the window, from its recorded inputs."""
+    """Run the node's window rule over the window from its recorded inputs; autograd back.
 
-    keeps_inputs = True
+    Linear operations (``zeros=True``) need no recorded inputs: their gradient does not
+    depend on them, so they run from zeros.
+    """
 
-    def back(self, sweeper: Any, step: Step, gradient: torch.Tensor, window: Window) -> None:  # noqa: D102
-        record = sweeper.record
+    def __init__(self, zeros: bool = False) -> None:
+        self.zeros = zeros
+        self.keeps_inputs = not zeros
+
+    def back(self, sweeper: Any, step: Step, gradient: Any, window: Window) -> None:  # noqa: D102
+        record, geo = sweeper.record, sweeper.geo
+        node = step.node
+        info = geo.prepared[node].info
+        rule = step.op.window
+        need = rule.need(step, info, window, geo)
+        values: dict[Node, tuple[Any, Window | None]] = {}
         leaves: dict[Node, torch.Tensor] = {}
-
-        def window_of(value: Node) -> torch.Tensor:
-            stored = record.values[value]
-            if stored.dim() < 2 or tuple(stored.shape[-2:]) != record.shape:
-                return stored  # a broadcast constant (a parameter, a per-channel scale)
-            crop = stored[..., window.top : window.bottom, window.left : window.right]
-            if value.op == "get_attr":
-                return crop
-            if value not in leaves:
-                leaves[value] = crop.detach().requires_grad_(True)
-            return leaves[value].clone()  # in-place operations must not touch the leaf
-
+        for source in step.sources:
+            kind = geo.kind[source]
+            if kind in (PLACEHOLDER, FEATURE):
+                if source not in sweeper.demand or need is None:
+                    continue
+                if source not in leaves:  # noqa: SIM102
+                    if self.zeros:
+                        leaf = _zeros(geo, source, need, gradient)
+                    else:
+                        leaf = cut(
+                            record.values[source],
+                            Window(0, *_whole(geo, source)),
+                            need,
+                            geo.axes[source],
+                        )
+                        leaf = leaf.detach()
+                    leaves[source] = leaf.requires_grad_(True)
+                values[source] = (
+                    leaves[source].clone() if not self.zeros else leaves[source],
+                    need,
+                )
+            elif kind == CONSTANT:
+                values[source] = (geo.constants[source], None)
+            elif kind == ATTRIBUTE:
+                values[source] = (geo.graph.constant(source), None)
+            else:
+                values[source] = (record.values[source], None)
+        if not leaves:
+            return
         with torch.enable_grad():
-            result = call_node(step.node, step.module, window_of)
+            result = rule.forward(step, info, values, window, geo, sweeper.conv, sweeper.weights)
+            if isinstance(gradient, dict):
+                outputs = [result[i] for i in gradient]
+                wanted = list(gradient.values())
+            else:
+                outputs, wanted = [result], [gradient]
             sources = list(leaves)
-            if not sources:
-                return
             parts = torch.autograd.grad(
-                result, [leaves[s] for s in sources], gradient, allow_unused=True
+                outputs, [leaves[s] for s in sources], wanted, allow_unused=True
             )
         for source, part in zip(sources, parts, strict=True):
-            if part is not None and source in sweeper.demand:
-                sweeper.accumulate(source, window, part)
+            if part is not None:
+                sweeper.accumulate(source, need, part)
+
+
+def _whole(geo: Any, node: Node) -> tuple[int, int, int]:
+    rows, cols = geo.grid[node]
+    return rows, 0, cols
+
+
+def _zeros(geo: Any, node: Node, window: Window, like: Any) -> torch.Tensor:
+    """Zeros shaped like ``node`` over ``window``."""
+    shape = list(geo.shape[node])
+    axes = geo.axes[node]
+    shape[axes[0]], shape[axes[1]] = window.shape
+    reference = like if isinstance(like, torch.Tensor) else next(iter(like.values()))
+    return reference.new_zeros(shape)
 
 
 AUTOGRAD = AutogradSweep()
+LINEAR = AutogradSweep(zeros=True)
 
 
 class MaskSweep(Sweep):
     """ReLU: the gradient times the recorded sign pattern (1 where the output is positive).
 
     Only for the entry's own module types (not subclasses) and functions called without
-    ``inplace``.
+    ``inplace``, on maps whose image axes are the last two.
     """
 
-    def for_node(self, step: Step) -> Sweep:  # noqa: D102
+    def for_node(self, step: Step, geo: Any) -> Sweep:  # noqa: D102
+        if geo.axes[step.node] != STANDARD:
+            return AUTOGRAD
         if step.module is not None:
             return self if type(step.module) in step.op.modules else AUTOGRAD
         return AUTOGRAD if step.node.kwargs.get("inplace", False) else self
@@ -409,27 +376,22 @@ class MaskSweep(Sweep):
 
 
 class SumSweep(Sweep):
-    """A sum of same-shaped tensors: the gradient goes to every argument unchanged.
+    """A sum of same-shaped feature maps: the gradient goes to every argument unchanged.
 
-    A sum with keyword arguments (``alpha=``) or that broadcasts is differentiated by
-    autograd instead.
+    A sum with keyword arguments (``alpha=``), of a constant, or that broadcasts is
+    differentiated by autograd instead.
     """
 
-    def for_node(self, step: Step) -> Sweep:  # noqa: D102
-        return AUTOGRAD if step.node.kwargs else self
-
-    def recorded(self, recorder: Any, step: Step, result: object) -> Sweep:  # noqa: D102
-        env = recorder.env
+    def for_node(self, step: Step, geo: Any) -> Sweep:  # noqa: D102
+        node = step.node
+        shape = geo.shape[node]
         same = all(
             isinstance(a, Node)
-            and isinstance(env.get(a), torch.Tensor)
-            and env[a].shape == result.shape
-            for a in step.node.args
+            and geo.kind.get(a) in (PLACEHOLDER, FEATURE)
+            and geo.shape[a] == shape
+            for a in node.args
         )
-        if same:
-            return self
-        recorder.keep_inputs(step.node)
-        return AUTOGRAD
+        return self if same and not node.kwargs else AUTOGRAD
 
     def back(self, sweeper: Any, step: Step, gradient: torch.Tensor, window: Window) -> None:  # noqa: D102
         for source in step.node.args:  # x + x sends the gradient to x twice
@@ -440,28 +402,49 @@ class SumSweep(Sweep):
 class ConcatSweep(Sweep):
     """Channel concatenation: each argument gets its channels of the gradient."""
 
+    def for_node(self, step: Step, geo: Any) -> Sweep:  # noqa: D102
+        node = step.node
+        if step.op.window is not CONCAT_RULE or geo.axes[node] != STANDARD:
+            return LINEAR
+        rank = len(geo.shape[node])
+        dim = geo.value(node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else 0))
+        return self if rank == 4 and dim in (1, -3) else LINEAR
+
     def back(self, sweeper: Any, step: Step, gradient: torch.Tensor, window: Window) -> None:  # noqa: D102
         node = step.node
         start = 0
-        channels = sweeper.record.channels
+        shapes = sweeper.geo.shape
         for source in node.args[0] if node.args else node.kwargs["tensors"]:
-            width = channels[source]
+            width = shapes[source][1]
             sweeper.accumulate(source, window, gradient[:, start : start + width])
             start += width
 
 
 class ConvSweep(Sweep):
-    """A convolution sends its gradient back by the adjoint ('full') convolution.
+    """A stride-1 zero-padded ``Conv2d`` sends its gradient back by the adjoint convolution.
 
     It is computed as an ordinary convolution with the flipped, transposed kernel in
     channels-last layout (faster than ``conv_transpose2d``); gradient reaching the zero
-    padding beyond the image border is dropped.
+    padding beyond the image border is dropped. Other convolutions (strided, reflected
+    padding, functional) are differentiated as linear operations.
     """
+
+    def for_node(self, step: Step, geo: Any) -> Sweep:  # noqa: D102
+        module = step.module
+        sliding = geo.prepared[step.node].info
+        if (
+            isinstance(module, nn.Conv2d)
+            and sliding.stride == (1, 1)
+            and sliding.mode == "constant"
+        ):
+            return self
+        return LINEAR
 
     def back(self, sweeper: Any, step: Step, gradient: torch.Tensor, window: Window) -> None:  # noqa: D102
         module = step.module
-        wanted = window.grow(*sweeper.reach[step.node])
-        dilation, kernel = module.dilation, module.kernel_size
+        sliding = sweeper.geo.prepared[step.node].info
+        wanted = sliding.raw(window)
+        dilation, kernel = sliding.dilation, sliding.kernel
         back = sweeper.conv(
             gradient,
             sweeper.weights.get(step.node.target, module, adjoint=True),
@@ -471,17 +454,33 @@ class ConvSweep(Sweep):
             dilation,
             module.groups,
         )
-        inside = wanted.clip(*sweeper.shape)
+        inside = wanted.clip(*sliding.grid)
         sweeper.accumulate(step.sources[0], inside, cut(back, wanted, inside))
+
+
+class ItemSweep(Sweep):
+    """One item of a tuple (``chunk(...)[k]``, ``max(x, 1).values``): its gradient goes there."""
+
+    def for_node(self, step: Step, geo: Any) -> Sweep:  # noqa: D102
+        info = geo.prepared[step.node].info
+        return self if isinstance(info, tuple) and info[0] == "item" else LINEAR
+
+    def back(self, sweeper: Any, step: Step, gradient: torch.Tensor, window: Window) -> None:  # noqa: D102
+        index = sweeper.geo.prepared[step.node].info[1]
+        sweeper.accumulate_item(step.node.args[0], index, window, gradient)
 
 
 MASK = MaskSweep()
 SUM = SumSweep()
 CONCAT = ConcatSweep()
 CONV = ConvSweep()
+ITEM = ItemSweep()
 
 
 # -- the table ----------------------------------------------------------------------------
+
+ELEMENTWISE_RULE = windows.ELEMENTWISE
+CONCAT_RULE = windows.Concat()
 
 
 @dataclass(frozen=True)
@@ -498,13 +497,14 @@ class Op:
     local : bool
         False for operations that mix the whole image (the model takes the full path).
     field : callable
-        ``field(node, module, extents) -> Extent | None``: how it moves the receptive field
-        of its arguments; may raise ``TraceFailure`` or ``NotLocal``.
-    window : Elementwise, ValidConvolution or None
-        How the cone runs it over a window; None: not by the cone.
+        The size-free tracer's rule, ``field(node, module, extents) -> Extent | None``.
+    window : Rule or None
+        Its window rule (:mod:`fusevis.saliency.windows`); None: neither the exact tracer
+        nor the cone runs it.
     sweep : Sweep or None
-        How the recorded backward sweep passes a gradient through it (None: only with the
-        window being None).
+        How the recorded backward sweep passes a gradient through it.
+    reason : str
+        Why it has no window rule (for messages).
     """
 
     name: str
@@ -513,8 +513,9 @@ class Op:
     methods: tuple[str, ...] = ()
     local: bool = True
     field: FieldRule = elementwise_field
-    window: Elementwise | ValidConvolution | None = ELEMENTWISE_WINDOW
+    window: Rule | None = ELEMENTWISE_RULE
     sweep: Sweep | None = AUTOGRAD
+    reason: str = ""
 
 
 def elementwise(
@@ -534,10 +535,14 @@ def elementwise(
 
 
 def not_local(
-    name: str, *, modules: tuple[type, ...] = (), functions: tuple[Callable, ...] = ()
+    name: str,
+    *,
+    modules: tuple[type, ...] = (),
+    functions: tuple[Callable, ...] = (),
+    methods: tuple[str, ...] = (),
 ) -> Op:
     """An operation that mixes the whole image."""
-    return Op(name, modules, functions, local=False, window=None, sweep=None)
+    return Op(name, modules, functions, methods, local=False, window=None, sweep=None)
 
 
 def measured(
@@ -548,7 +553,14 @@ def measured(
     methods: tuple[str, ...] = (),
 ) -> Op:
     """Known, but not traced: the field is measured instead (``reason`` says why)."""
-    return Op(name, (), functions, methods, field=fails(reason), window=None, sweep=None)
+    return Op(
+        name, (), functions, methods, field=fails(reason), window=None, sweep=None, reason=reason
+    )
+
+
+def _present(*names: str, within: object = functional) -> tuple:
+    """The attributes of ``within`` that this PyTorch has."""
+    return tuple(getattr(within, n) for n in names if hasattr(within, n))
 
 
 TABLE: list[Op] = [
@@ -563,6 +575,7 @@ TABLE: list[Op] = [
     elementwise(
         "sum",
         functions=(operator.add, operator.iadd, torch.add),
+        methods=("add", "__add__"),
         sweep=SUM,
     ),
     elementwise(
@@ -571,6 +584,7 @@ TABLE: list[Op] = [
             nn.ReLU6,
             nn.LeakyReLU,
             nn.PReLU,
+            nn.RReLU,
             nn.ELU,
             nn.SELU,
             nn.CELU,
@@ -581,6 +595,8 @@ TABLE: list[Op] = [
             nn.Tanh,
             nn.Softplus,
             nn.Softsign,
+            nn.Softshrink,
+            nn.Hardshrink,
             nn.Hardtanh,
             nn.Hardsigmoid,
             nn.Hardswish,
@@ -591,33 +607,52 @@ TABLE: list[Op] = [
         functions=(
             torch.tanh,
             torch.sigmoid,
+            torch.special.expit,
             functional.leaky_relu,
             functional.elu,
+            functional.celu,
             functional.gelu,
             functional.silu,
             functional.sigmoid,
             functional.tanh,
             functional.softplus,
+            functional.softsign,
             functional.hardtanh,
             functional.relu6,
             functional.mish,
             functional.prelu,
+            functional.rrelu,
             functional.selu,
             functional.hardswish,
             functional.hardsigmoid,
+            functional.logsigmoid,
+            functional.threshold,
+            functional.tanhshrink,
+            functional.softshrink,
+            functional.hardshrink,
         ),
-        methods=("sigmoid", "tanh", "relu_"),
+        methods=("sigmoid", "tanh", "relu_", "sigmoid_", "tanh_"),
     ),
     elementwise(
         "per-channel affine",
-        modules=(nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d),
-        functions=(functional.batch_norm,),
+        modules=(nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.LocalResponseNorm),
+        functions=(functional.batch_norm, functional.local_response_norm),
     ),
     elementwise(
         "identity",
         modules=(nn.Identity, nn.Dropout, nn.Dropout2d, nn.AlphaDropout),
-        functions=(functional.dropout,),
-        methods=("contiguous", "float", "double", "half", "to", "type_as", "clone", "detach"),
+        functions=(functional.dropout, functional.dropout2d, torch.clone),
+        methods=(
+            "contiguous",
+            "float",
+            "double",
+            "half",
+            "to",
+            "type_as",
+            "clone",
+            "detach",
+            "type",
+        ),  # fmt: skip
     ),
     elementwise(
         "arithmetic",
@@ -632,14 +667,20 @@ TABLE: list[Op] = [
             operator.isub,
             operator.itruediv,
             torch.sub,
+            torch.subtract,
             torch.mul,
+            torch.multiply,
             torch.div,
+            torch.divide,
+            torch.true_divide,
             torch.maximum,
             torch.minimum,
-            torch.max,
-            torch.min,
+            torch.fmax,
+            torch.fmin,
             torch.exp,
             torch.log,
+            torch.log2,
+            torch.log10,
             torch.sqrt,
             torch.abs,
             torch.neg,
@@ -655,6 +696,13 @@ TABLE: list[Op] = [
             torch.sign,
             torch.reciprocal,
             torch.rsqrt,
+            torch.lerp,
+            torch.addcmul,
+            torch.addcdiv,
+            torch.zeros_like,
+            torch.ones_like,
+            torch.full_like,
+            torch.nan_to_num,
         ),
         methods=(
             "clamp",
@@ -663,45 +711,82 @@ TABLE: list[Op] = [
             "exp",
             "log",
             "sqrt",
+            "rsqrt",
             "pow",
             "mul",
-            "add",
             "sub",
             "div",
             "neg",
             "square",
             "maximum",
             "minimum",
-            "__add__",
             "__mul__",
+            "__sub__",
+            "__truediv__",
+            "__rsub__",
+            "__radd__",
+            "__rmul__",
             "clamp_",
+            "clamp_min",
+            "clamp_max",
             "mul_",
             "add_",
             "sub_",
             "div_",
             "sign",
             "reciprocal",
+            "lerp",
+            "expand_as",
+            "zero_",
         ),
+    ),
+    Op(
+        "max and min",
+        functions=(torch.max, torch.min),
+        methods=("max", "min"),
+        field=maxmin_field,
+        window=windows.MaxMin(),
     ),
     # channels
     Op(
         "channel concatenation",
-        functions=(torch.cat, torch.concat),
+        functions=(torch.cat, torch.concat, torch.concatenate),
         field=concat_field,
-        window=CONCAT_WINDOW,
+        window=CONCAT_RULE,
         sweep=CONCAT,
     ),
-    measured("stack", "concatenation along a non-channel axis", functions=(torch.stack,)),
     Op(
-        "reduction",
-        functions=(torch.mean, torch.sum, torch.amax, torch.softmax, functional.softmax),
+        "stack",
+        functions=(torch.stack,),
+        field=fails("stacking is traced with example inputs only"),
+        window=windows.Concat(stack=True),
+        sweep=LINEAR,
+    ),
+    Op(
+        "reduction over channels",
+        functions=(
+            torch.mean,
+            torch.sum,
+            torch.amax,
+            torch.amin,
+            torch.softmax,
+            torch.log_softmax,
+            torch.logsumexp,
+            torch.norm,
+            torch.std,
+            torch.var,
+            torch.prod,
+            torch.cumsum,
+            functional.softmax,
+            functional.log_softmax,
+            functional.softmin,
+        ),
+        modules=(nn.Softmax, nn.Softmax2d, nn.LogSoftmax, nn.Softmin),
         methods=(
             "mean",
             "sum",
             "amax",
             "amin",
-            "max",
-            "min",
             "softmax",
             "log_softmax",
             "norm",
@@ -709,54 +794,154 @@ TABLE: list[Op] = [
             "var",
             "logsumexp",
             "prod",
+            "cumsum",
         ),
         field=reduction_field,
-        window=None,
-        sweep=None,
+        window=windows.Reduce(),
+    ),
+    Op(
+        "normalisation over channels",
+        functions=(functional.normalize,),
+        field=reduction_field,
+        window=windows.Reduce(1, "dim", 1),
+    ),
+    Op(
+        "normalisation over trailing axes",
+        modules=(nn.LayerNorm, *_present("RMSNorm", within=nn), nn.Linear, nn.Bilinear),
+        functions=(functional.layer_norm, functional.linear, *_present("rms_norm")),
+        field=fails("LayerNorm and Linear are traced with example inputs only"),
+        window=windows.LAST_AXIS,
+    ),
+    # reshaping that keeps the image axes
+    Op(
+        "reshape",
+        modules=(nn.Flatten, nn.Unflatten),
+        functions=(torch.reshape, torch.flatten, torch.squeeze, torch.unsqueeze),
+        methods=(
+            "view",
+            "reshape",
+            "flatten",
+            "unflatten",
+            "squeeze",
+            "unsqueeze",
+            "view_as",
+            "reshape_as",
+        ),  # fmt: skip
+        field=WITH_INPUTS,
+        window=windows.Reshape(),
+        sweep=LINEAR,
+    ),
+    Op(
+        "permute",
+        functions=(torch.permute, torch.transpose, torch.swapaxes, torch.movedim),
+        methods=("permute", "transpose", "swapaxes", "swapdims", "movedim", "moveaxis"),
+        field=WITH_INPUTS,
+        window=windows.Permute(),
+        sweep=LINEAR,
+    ),
+    Op(
+        "repeat",
+        functions=(torch.tile, torch.repeat_interleave),
+        methods=("repeat", "tile", "repeat_interleave"),
+        field=WITH_INPUTS,
+        window=windows.Repeat(),
+        sweep=LINEAR,
+    ),
+    Op(
+        "expand",
+        functions=(torch.broadcast_to,),
+        methods=("expand", "broadcast_to"),
+        field=WITH_INPUTS,
+        window=windows.Expand(),
+        sweep=LINEAR,
+    ),
+    Op(
+        "split",
+        functions=(torch.chunk, torch.split, torch.unbind, torch.tensor_split),
+        methods=("chunk", "split", "unbind", "tensor_split"),
+        field=WITH_INPUTS,
+        window=windows.Split(),
+        sweep=LINEAR,
+    ),
+    Op(
+        "indexing",
+        functions=(operator.getitem,),
+        field=WITH_INPUTS,
+        window=windows.Select(),
+        sweep=ITEM,
     ),
     # sliding windows and resampling
     Op(
         "convolution",
         modules=(nn.Conv2d,),
+        functions=(functional.conv2d,),
         field=sliding_window_field,
-        window=CONV_WINDOW,
+        window=windows.Convolution(),
         sweep=CONV,
     ),
     Op(
-        "pooling",
-        modules=(nn.MaxPool2d, nn.AvgPool2d),
+        "max pooling",
+        modules=(nn.MaxPool2d,),
+        functions=(functional.max_pool2d,),
         field=sliding_window_field,
-        window=None,
-        sweep=None,
+        window=windows.Pooling(),
+    ),
+    Op(
+        "average pooling",
+        modules=(nn.AvgPool2d,),
+        functions=(functional.avg_pool2d,),
+        field=sliding_window_field,
+        window=windows.Pooling(),
+        sweep=LINEAR,
     ),
     Op(
         "transposed convolution",
         modules=(nn.ConvTranspose2d,),
+        functions=(functional.conv_transpose2d,),
         field=transposed_field,
-        window=None,
-        sweep=None,
+        window=windows.Transposed(),
+        sweep=LINEAR,
     ),
-    Op("upsample", modules=(nn.Upsample,), field=upsample_module_field, window=None, sweep=None),
+    Op(
+        "upsample",
+        modules=(nn.Upsample,),
+        field=upsample_module_field,
+        window=windows.Resampling(),
+        sweep=LINEAR,
+    ),
     Op(
         "interpolate",
-        functions=(functional.interpolate,),
+        functions=(
+            functional.interpolate,
+            *_present("upsample", "upsample_nearest", "upsample_bilinear"),
+        ),  # fmt: skip
         field=interpolate_field,
-        window=None,
-        sweep=None,
+        window=windows.Resampling(),
+        sweep=LINEAR,
     ),
     Op(
         "pixel shuffle",
         modules=(nn.PixelShuffle,),
+        functions=tuple({functional.pixel_shuffle: 0, torch.pixel_shuffle: 0}),
         field=pixel_shuffle_field,
-        window=None,
-        sweep=None,
+        window=windows.Shuffle(up=True),
+        sweep=LINEAR,
+    ),
+    Op(
+        "pixel unshuffle",
+        modules=(nn.PixelUnshuffle,),
+        functions=tuple({functional.pixel_unshuffle: 0, torch.pixel_unshuffle: 0}),
+        field=WITH_INPUTS,
+        window=windows.Shuffle(up=False),
+        sweep=LINEAR,
     ),
     Op(
         "padding",
-        modules=(nn.ZeroPad2d, nn.ReflectionPad2d, nn.ReplicationPad2d),
+        modules=tuple(windows._PAD_MODES),
+        functions=(functional.pad,),
         field=pad_module_field,
-        window=None,
-        sweep=None,
+        window=windows.Padding(),
+        sweep=LINEAR,
     ),
     # not local
     not_local(
@@ -766,42 +951,35 @@ TABLE: list[Op] = [
             nn.AdaptiveAvgPool2d,
             nn.AdaptiveMaxPool1d,
             nn.AdaptiveMaxPool2d,
-            nn.Linear,
             nn.MultiheadAttention,
-            nn.LayerNorm,
             nn.GroupNorm,
             nn.InstanceNorm1d,
             nn.InstanceNorm2d,
-            nn.LocalResponseNorm,
             nn.Transformer,
             nn.TransformerEncoderLayer,
-            nn.Flatten,
-            nn.Unflatten,
         ),
         functions=(
             functional.adaptive_avg_pool2d,
             functional.adaptive_max_pool2d,
-            functional.linear,
-            functional.layer_norm,
             functional.group_norm,
             functional.instance_norm,
             functional.scaled_dot_product_attention,
-            torch.flatten,
         ),
     ),
     # no feature map, or measured
-    Op("attribute", functions=(getattr,), field=getattr_field, window=None, sweep=None),
+    Op(
+        "attribute",
+        functions=(getattr,),
+        field=getattr_field,
+        window=windows.Attribute(),
+        sweep=ITEM,
+    ),  # fmt: skip
     Op("shape", methods=("size", "dim", "numel"), field=no_feature_map, window=None, sweep=None),
     measured(
-        "functional window",
-        "functional convolution or pooling is measured, not traced",
-        functions=(functional.conv2d, functional.max_pool2d, functional.avg_pool2d),
-    ),
-    measured("indexing", "indexing is measured, not traced", functions=(operator.getitem,)),
-    measured(
-        "reshaping",
-        ".{name}() may mix pixels; measured instead",
-        methods=("view", "reshape", "flatten", "permute", "transpose", "matmul", "bmm"),
+        "matrix product",
+        "matrix products are measured, not traced",
+        functions=(torch.matmul, torch.bmm, torch.einsum, operator.matmul),
+        methods=("matmul", "bmm"),
     ),
 ]
 

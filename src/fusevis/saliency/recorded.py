@@ -19,12 +19,14 @@ from typing import Any
 import torch
 import torch.fx
 
-from fusevis.saliency.cone import Cone, Plan
+from fusevis.saliency.cone import Cone, ConeUnsupported, Plan
 from fusevis.saliency.convolution import Convolve
 from fusevis.saliency.field import Window
+from fusevis.saliency.geometry import Geometry
 from fusevis.saliency.inputs import Stamp
 from fusevis.saliency.ops import Sweep
 from fusevis.saliency.outputs import OutputChannel, select_output
+from fusevis.saliency.windows import FEATURE, PLACEHOLDER, cut
 
 Node = torch.fx.Node
 DEFAULT_RECORD_LIMIT = 2 * 1024**3  # bytes a record may hold before rows fall back to the cone
@@ -38,15 +40,16 @@ class ForwardRecord:
     ----------
     stamp : Stamp
         The inputs it was made from (:meth:`made_from` tells whether it serves inputs).
+    geo : Geometry
+        The graph at the inputs' size.
     shape : (int, int)
         The image size.
     output : torch.Tensor
         The model's full-image output.
     sweeps : dict of Node to Sweep
         How the sweep passes each call node (the table's entry, specialised to the node).
-    masks, values, channels : dict
-        ReLU sign patterns (uint8), stored inputs of nodes differentiated by autograd, and
-        the channel count of every 4-d result.
+    masks, values : dict
+        ReLU sign patterns (uint8) and stored inputs of nodes differentiated by autograd.
     seeds : dict
         d(selected output)/d(output channels) at one pixel, per output channel choice.
     nbytes : int
@@ -54,12 +57,12 @@ class ForwardRecord:
     """
 
     stamp: Stamp
+    geo: Geometry
     shape: tuple[int, int]
     output: torch.Tensor
     sweeps: dict[Node, Sweep] = field(default_factory=dict)
     masks: dict[Node, torch.Tensor] = field(default_factory=dict)
     values: dict[Node, torch.Tensor] = field(default_factory=dict)
-    channels: dict[Node, int] = field(default_factory=dict)
     seeds: dict[str, torch.Tensor] = field(default_factory=dict)
     nbytes: int = 0
 
@@ -70,6 +73,10 @@ class ForwardRecord:
 
 class RecordTooLarge(Exception):
     """The record would hold more than the allowed number of bytes."""
+
+
+class NoSweep(Exception):
+    """A feature map's operation has no backward sweep."""
 
 
 class _Recorder(torch.fx.Interpreter):
@@ -96,16 +103,16 @@ class _Recorder(torch.fx.Interpreter):
                 self.record.values[source] = value.detach().clone()
 
     def run_node(self, n: Node) -> Any:
+        if self.record.geo.kind[n] != FEATURE:
+            return super().run_node(n)
         step = self.steps[n]
-        op = step.op
-        sweep = None if op is None or op.sweep is None else op.sweep.for_node(step)
-        if sweep is not None and sweep.keeps_inputs:  # before it runs: in-place operations
+        if step.op.sweep is None:
+            raise NoSweep(step.op.name)
+        sweep = step.op.sweep.for_node(step, self.record.geo)
+        if sweep.keeps_inputs:  # before it runs: in-place operations
             self.keep_inputs(n)
         result = super().run_node(n)
-        if sweep is not None:
-            self.record.sweeps[n] = sweep.recorded(self, step, result)
-        if isinstance(result, torch.Tensor) and result.dim() == 4:
-            self.record.channels[n] = int(result.shape[1])
+        self.record.sweeps[n] = sweep.recorded(self, step, result)
         return result
 
 
@@ -114,15 +121,19 @@ def record_forward(
 ) -> ForwardRecord | None:
     """Run the model over the whole image and record what backward sweeps need.
 
-    Returns None when the record would hold more than ``limit`` bytes.
+    Returns None when the record would hold more than ``limit`` bytes, or when the cone
+    cannot run the model at this size.
     """
-    shape = (int(inputs[0].shape[-2]), int(inputs[0].shape[-1]))
-    record = ForwardRecord(Stamp(inputs), shape, torch.empty(0))
+    try:
+        geo = cone.geometry(inputs)
+    except ConeUnsupported:
+        return None
+    record = ForwardRecord(Stamp(inputs), geo, geo.image, torch.empty(0))
     recorder = _Recorder(cone, record, limit)
     try:
         with torch.no_grad():
             record.output = recorder.run(*inputs)
-    except RecordTooLarge:
+    except (RecordTooLarge, NoSweep):
         return None
     return record
 
@@ -138,36 +149,56 @@ def _seed(channels: int, like: torch.Tensor, channel: OutputChannel) -> torch.Te
 class _Sweeper:
     """One pixel's backward sweep: the gradients on their way back through the graph."""
 
-    __slots__ = ("conv", "demand", "grads", "reach", "record", "shape", "weights")
+    __slots__ = ("conv", "demand", "geo", "grads", "record", "shape", "weights")
 
     def __init__(self, cone: Cone, record: ForwardRecord, demand: Plan, conv: Convolve) -> None:
         self.record = record
+        self.geo = record.geo
         self.demand = demand
         self.shape = record.shape
         self.conv = conv
-        self.reach = cone.reach
         self.weights = cone.weights
-        self.grads: dict[Node, torch.Tensor] = {}
+        self.grads: dict[Node, Any] = {}
 
     def accumulate(self, node: Node, window: Window, gradient: torch.Tensor) -> None:
-        """Add ``gradient`` (over ``window``) into ``node``'s gradient (over its plan window)."""
-        have = self.demand[node]
-        existing = self.grads.get(node)
-        if existing is None and have == window:
-            self.grads[node] = gradient
+        """Add ``gradient`` (over ``window``) into ``node``'s gradient (over its plan window).
+
+        Nodes outside the plan (parameters, constants) get nothing.
+        """
+        have = self.demand.get(node)
+        if have is None:
             return
-        if existing is None:
-            existing = gradient.new_zeros(
-                (*gradient.shape[:2], have.bottom - have.top, have.right - have.left)
-            )
-        else:
-            existing = existing.clone()  # never add into a tensor another node may share
-        existing[
-            ...,
-            window.top - have.top : window.bottom - have.top,
-            window.left - have.left : window.right - have.left,
-        ] += gradient
-        self.grads[node] = existing
+        self.grads[node] = _added(self.grads.get(node), have, window, gradient, self.geo.axes[node])
+
+    def accumulate_item(
+        self, node: Node, index: int, window: Window, gradient: torch.Tensor
+    ) -> None:
+        """:meth:`accumulate` into item ``index`` of a tuple-valued node."""
+        have = self.demand.get(node)
+        if have is None:
+            return
+        items = self.grads.setdefault(node, {})
+        items[index] = _added(items.get(index), have, window, gradient, self.geo.axes[node])
+
+
+def _added(
+    existing: torch.Tensor | None,
+    have: Window,
+    window: Window,
+    gradient: torch.Tensor,
+    axes: tuple[int, int],
+) -> torch.Tensor:
+    """``existing`` (over ``have``, None: zero) plus ``gradient`` over ``window``."""
+    if existing is None and have == window:
+        return gradient
+    if existing is None:
+        shape = list(gradient.shape)
+        shape[axes[0]], shape[axes[1]] = have.shape
+        existing = gradient.new_zeros(shape)
+    else:
+        existing = existing.clone()  # never add into a tensor another node may share
+    cut(existing, have, window, axes).add_(gradient)
+    return existing
 
 
 def backward_rows(
@@ -182,21 +213,23 @@ def backward_rows(
     Returns the window each input's gradient covers and the (1, C, h, w) gradient there
     (None for an input the pixel does not depend on).
     """
-    demand = cone.plan(pixel, record.shape)
-    last = cone.last
+    geo = record.geo
+    demand = cone.plan(pixel, geo)
+    last = geo.last
     seed = record.seeds.get(repr(channel))
     if seed is None:
-        seed = record.seeds[repr(channel)] = _seed(record.channels[last], record.output, channel)
+        channels = int(geo.shape[last][1])
+        seed = record.seeds[repr(channel)] = _seed(channels, record.output, channel)
     sweeper = _Sweeper(cone, record, demand, conv)
     grads = sweeper.grads
     grads[last] = seed
     results: dict[Node, torch.Tensor] = {}
-    sweeps, steps = record.sweeps, cone.graph.steps
+    sweeps, steps, kinds = record.sweeps, cone.graph.steps, geo.kind
     for node in reversed(cone.graph.nodes):
         gradient = grads.pop(node, None)
         if gradient is None:
             continue
-        if node.op == "placeholder":
+        if kinds[node] == PLACEHOLDER:
             results[node] = gradient
         else:
             sweeps[node].back(sweeper, steps[node], gradient, demand[node])

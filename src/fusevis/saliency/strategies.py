@@ -92,6 +92,8 @@ class ConeStrategy(_ConeRows):
     ) -> tuple[list[Window], Sequence[torch.Tensor | None]]:
         value, leaves, windows = self.cone.run(items, pixel, self.conv)
         target = select_output(value[0][None, :, None, None], self.channel)[0, 0, 0]
+        if not target.requires_grad:  # the pixel reads only constants (padding)
+            return windows, [None] * len(leaves)
         return windows, torch.autograd.grad(target, leaves, allow_unused=True)
 
 

@@ -1,14 +1,22 @@
 """Deriving a network's receptive field from its structure.
 
-Every node of the model's traced graph (:mod:`fusevis.saliency.graph`) carries, per network
-input, the offsets of the input pixels that one of its feature pixels can depend on
-(:class:`~fusevis.saliency.extent.Extent`); each operation moves them as its entry in the
-operation table (:mod:`fusevis.saliency.ops`) says. Convolutions, pooling, dilation,
-stride, transposed convolutions and up-sampling move the bounds; concatenation, additions
-and element-wise operations take their union. Operations that mix the whole image
-(adaptive/global pooling, spatial means, linear layers, attention, instance/group/layer
-normalisation) mark the network as not local. Anything the table does not know raises
-:class:`TraceFailure`, and the caller measures the field instead.
+With example inputs (the way :func:`~fusevis.saliency.analyse_locality` calls it) the
+field is exact: the model's graph at the inputs' size (:mod:`fusevis.saliency.geometry`)
+gives, through every operation's window rule, the input window each pixel reads
+(:func:`fusevis.saliency.cone.receptive_fields`) — the true support of the Jacobian
+wherever the weights are not zero, padding modules shifting it, strides and up-sampling
+mapping it between grids, reshapes that keep the image axes passing it through.
+
+Without inputs, every node of the graph carries, per network input, the offsets of the
+input pixels that one of its feature pixels can depend on
+(:class:`~fusevis.saliency.extent.Extent`), moved by each operation's size-free ``field``
+rule; operations whose effect depends on shapes (reshapes, ``repeat``, indexing) need the
+inputs.
+
+Operations that mix the whole image (adaptive/global pooling, reductions over the image
+axes, attention, instance/group normalisation) mark the network as not local. Anything the
+table does not know raises :class:`TraceFailure` naming the operation and the model's
+source line, and the caller measures the field instead.
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ from torch import nn
 
 from fusevis.saliency.extent import Extent, NotLocal, TraceFailure
 from fusevis.saliency.field import ReceptiveField
-from fusevis.saliency.graph import graph_of
+from fusevis.saliency.graph import graph_of, where
 from fusevis.saliency.ops import Step, label
 
 __all__ = ["NotLocal", "TraceFailure", "trace_receptive_fields"]
@@ -63,14 +71,28 @@ def _extent(step: Step, inputs: list[Extent]) -> Extent | None:
             name = getattr(node.target, "__name__", str(node.target))
         else:
             name = node.target
-        raise TraceFailure(_UNKNOWN[node.op].format(name=name))
+        at = where(node)
+        raise TraceFailure(_UNKNOWN[node.op].format(name=name) + (f" at {at}" if at else ""))
     if not op.local:
         raise NotLocal(f"{label(node, step.module)} mixes the whole image")
     return op.field(node, step.module, inputs)
 
 
-def trace_receptive_fields(model: nn.Module, num_inputs: int) -> list[ReceptiveField]:
+def trace_receptive_fields(
+    model: nn.Module, num_inputs: int, inputs: tuple[torch.Tensor, ...] | None = None
+) -> list[ReceptiveField]:
     """Derive the receptive field of every input of ``model`` from its structure.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The network.
+    num_inputs : int
+        How many inputs it takes.
+    inputs : tuple of torch.Tensor, optional
+        Example inputs, (B, C, H, W) each: the field is then exact at their size (and
+        shape-dependent operations are understood); without them it is the size-free
+        bound of the ``field`` rules.
 
     Returns
     -------
@@ -85,7 +107,16 @@ def trace_receptive_fields(model: nn.Module, num_inputs: int) -> list[ReceptiveF
     NotLocal
         If the model mixes information across the whole image.
     """
-    graph = graph_of(model)
+    if inputs is not None:
+        from fusevis.saliency.cone import Cone, receptive_fields
+        from fusevis.saliency.geometry import geometry_of
+
+        graph = graph_of(model, num_inputs)
+        if len(graph.inputs) < num_inputs:
+            raise TraceFailure(f"the model takes {len(graph.inputs)} inputs, not {num_inputs}")
+        geometry = geometry_of(graph, num_inputs, tuple(inputs))  # raises TraceFailure, NotLocal
+        return receptive_fields(Cone(graph, num_inputs), geometry)
+    graph = graph_of(model, num_inputs)
     extents: dict[torch.fx.Node, Extent | None] = {}
     placeholders = 0
     output: Extent | None = None
