@@ -1,16 +1,20 @@
 """MapScheduler: maps stream in and are exact; long ones wait for the user's go."""
 
+import io
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
+from fastapi.testclient import TestClient
 
 from fusevis.errors import InputError
-from fusevis.models import DeepFuse
 from fusevis.saliency import MapCache, influence_maps
+from fusevis.viewer.access import Access
+from fusevis.viewer.app import create_app
 from fusevis.viewer.data import ViewerData
 from fusevis.viewer.scheduler import estimates_available
 from tests.viewer.slow import SlowAttention, SlowLocal, small_set
@@ -26,8 +30,7 @@ def wait_until(condition, timeout: float = 120.0) -> None:
 
 
 def test_influence_maps_stream_in_and_equal_the_batch_computation(tmp_path: Path) -> None:
-    torch.manual_seed(0)
-    model = DeepFuse().eval()
+    model = SlowLocal()  # a 3x3 convolution: 9 influence passes
     data = ViewerData(small_set(40), {"net": model}, MapCache(tmp_path), compute_maps=False)
     events: list[tuple] = []
     data.maps.add_listener(lambda *event: events.append(event))
@@ -149,5 +152,53 @@ def test_an_estimate_is_refused_where_the_maps_api_has_none(tmp_path: Path) -> N
             data.maps.request("other", "guidance")
         with pytest.raises(InputError, match="unknown map kind"):
             data.maps.request("net", "colour")
+    finally:
+        data.close()
+
+
+def test_an_estimate_is_labelled_and_never_exported_as_exact(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where the maps API estimates (here a stand-in), the viewer says so everywhere."""
+    import fusevis.viewer.scheduler as scheduler
+
+    asked: list[bool] = []
+
+    def cached_maps(model, tensors, influence=False, estimate=False, **options):  # noqa: ANN001, ANN003, ANN202
+        asked.append(estimate)
+        shape = tensors[0].shape[-2:]
+        return SimpleNamespace(
+            fused=np.zeros(shape, np.float32),
+            guidance=[np.full((1, *shape), 0.25, np.float32) for _ in tensors],
+            influence=None,
+            estimate=estimate,
+            error_bound=[np.full((1, *shape), 0.01, np.float32) for _ in tensors],
+        )
+
+    monkeypatch.setattr(scheduler, "cached_maps", cached_maps)
+    assert estimates_available()
+    model = SlowAttention()
+    data = ViewerData(small_set(8), {"slow": model}, MapCache(tmp_path), ask_above_s=0.0)
+    try:
+        progress = data.maps.request("slow", "guidance")
+        assert progress.state == "ask"
+        data.maps.request("slow", "guidance", estimate=True)
+        wait_until(lambda: progress.finished, timeout=30)
+        assert asked == [True] and progress.estimate
+        assert progress.header()["estimate"] and progress.header()["error_bound"] == 0.01
+        header, _ = data.hover.submit(data.pixel_frame, ["slow"], (2, 3)).result()
+        info = header["models"]["slow"]
+        assert info["guidance_estimate"] and info["guidance_at_pixel"] == [0.25, 0.25]
+        client = TestClient(
+            create_app(data, Access("token-of-this-test")), base_url="http://localhost"
+        )
+        response = client.get("/api/export.npz?token=token-of-this-test&model=slow&row=2&col=3")
+        assert response.status_code == 200
+        with np.load(io.BytesIO(response.content)) as saved:
+            assert "estimated_guidance_0" in saved.files and "guidance_0" not in saved.files
+        data.maps.request("slow", "guidance", confirm=True)  # now the exact maps
+        assert not progress.estimate  # the estimate is dropped, not shown as exact
+        wait_until(lambda: progress.finished and not progress.estimate, timeout=30)
+        assert asked == [True, False]
     finally:
         data.close()

@@ -109,6 +109,8 @@ class ViewerData:
             info["guidance_at_pixel"] = [
                 _value_at(guidance.get(f"guidance_{k}"), row, col) for k in range(count)
             ]
+            progress = self.maps.progress(name, "guidance")
+            info["guidance_estimate"] = bool(progress is not None and progress.estimate)
         return header, arrays
 
     def close(self) -> None:

@@ -78,6 +78,9 @@ class MapProgress:
         The user asked for this job however long it takes.
     estimate : bool
         The maps are an estimate (asked for explicitly), never shown as exact.
+    error_bound : float or None
+        For finished estimated maps, the largest bound on |estimate - exact| the maps API
+        states for them.
     """
 
     state: str = "queued"
@@ -89,6 +92,7 @@ class MapProgress:
     predicted_s: float | None = None
     confirmed: bool = False
     estimate: bool = False
+    error_bound: float | None = None
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
@@ -108,6 +112,7 @@ class MapProgress:
             "remaining_s": _rounded(self.remaining_s),
             "predicted_s": _rounded(self.predicted_s),
             "estimate": self.estimate,
+            "error_bound": _rounded(self.error_bound),
         }
 
 
@@ -349,6 +354,10 @@ class MapScheduler:
         for k, influence in enumerate(maps.influence or []):
             arrays[f"influence_{k}"] = influence
         progress.arrays = _display_arrays(arrays, kind)
+        progress.estimate = bool(getattr(maps, "estimate", False)) or progress.estimate
+        bounds = getattr(maps, "error_bound", None)
+        if progress.estimate and bounds:
+            progress.error_bound = max(float(np.max(bound)) for bound in bounds)
         progress.done = progress.total = max(progress.total, 1)
         progress.elapsed_s, progress.remaining_s = clock.active(), 0.0
         progress.state = "finished"

@@ -73,7 +73,7 @@ export class Store {
     const maps = {
       state: header.state, done: header.done, total: header.total, finished: header.finished,
       error: header.error || null, elapsed_s: header.elapsed_s, remaining_s: header.remaining_s,
-      predicted_s: header.predicted_s, estimate: Boolean(header.estimate),
+      predicted_s: header.predicted_s, estimate: Boolean(header.estimate), error_bound: header.error_bound,
       estimates: Boolean(header.estimates), arrays: held ? held.arrays : {},
     };
     if (header.state === "none") return maps;

@@ -39,7 +39,8 @@ export class Status {
     const [row, col] = state.pixel;
     const lines = [`pixel (row ${row}, col ${col})${state.pinned ? " pinned" : ""}`];
     for (const [name, info] of Object.entries(frame.header.models)) {
-      const g = info.guidance_at_pixel.map((v, k) => `G${k + 1} ${formatNumber(v)}`).join("  ");
+      const approx = info.guidance_estimate ? "≈" : "";  // an estimate, never shown as exact
+      const g = info.guidance_at_pixel.map((v, k) => `G${k + 1}${approx} ${formatNumber(v)}`).join("  ");
       const j = info.jacobian_at_pixel.map((v, k) => `J${k + 1}(p) ${formatNumber(v)}`).join("  ");
       const took = info.compute_ms === undefined ? "" : `, ${formatDuration(info.compute_ms / 1e3)}`;
       lines.push(`${name}: fused ${formatNumber(info.fused)}  ${g}  ${j}  [${info.method}${took}]`);
@@ -98,7 +99,8 @@ export class Status {
     const label = `${kind} maps ${name}`;
     if (maps.state === "finished") {
       if (!maps.estimate) return null;
-      div.append(`${label}: estimate, not exact`);
+      const bound = maps.error_bound === null || maps.error_bound === undefined ? "" : `, |error| ≤ ${formatNumber(maps.error_bound)}`;
+      div.append(`${label}: estimate, not exact${bound}`);
       return div;
     }
     if (maps.state === "error") {
