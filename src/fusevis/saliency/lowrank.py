@@ -268,26 +268,6 @@ def _batch(per_item_bytes: int, count: int, budget: int = CHUNK_BYTES) -> int:
     return max(1, min(count, budget // max(1, per_item_bytes)))
 
 
-def _one_hots(
-    quantities: Sequence[Global], start: int, stop: int, like: torch.Tensor
-) -> list[torch.Tensor]:
-    """Tangents e_start, ..., e_{stop-1} of the flattened floating quantities, per quantity."""
-    tangents = []
-    offset = 0
-    for q in quantities:
-        if not q.floating:
-            continue
-        size = math.prod(q.shape)
-        block = torch.zeros((stop - start, size), dtype=like.dtype, device=like.device)
-        lo, hi = max(start, offset), min(stop, offset + size)
-        if lo < hi:
-            index = torch.arange(lo - start, hi - start, device=like.device)
-            block[index, index + start - offset] = 1.0
-        tangents.append(block.view(stop - start, *q.shape))
-        offset += size
-    return tangents
-
-
 @dataclass
 class Decomposition:
     """J = L + U·D at one set of inputs.
@@ -331,58 +311,75 @@ def decompose(
     channel: OutputChannel,
     progress: Progress | None = None,
 ) -> Decomposition:
-    """Compute g (set into the frozen network), D by batched VJPs and U by batched JVPs."""
+    """Compute g (set into the frozen network), D by batched VJPs and U by batched JVPs.
+
+    Quantity by quantity, so that each pass runs only through the part of the network
+    its quantity comes from (D) or goes to (U).
+    """
     leaves = tuple(x.detach().requires_grad_(True) for x in items)
     with torch.enable_grad():
         output, *found = structure.probe(*leaves)
     selected = select_output(output, channel)[0].detach()
     full = output.detach()
     values = set_globals(structure, found)
-    floating = [v for q, v in zip(structure.globals, found, strict=True) if q.floating]
     size = structure.size
     height, width = selected.shape
+    itemsize = items[0].element_size()
+    # the floating quantities, where each starts among the K scalars, and the batches
+    floating, offset = [], 0
+    for q, value in zip(structure.globals, found, strict=True):
+        if q.floating:
+            floating.append((q, value, offset))
+            offset += value.numel()
+    per_row = structure.activation_bytes + sum(x.numel() for x in items) * itemsize
+    per_column = structure.activation_bytes + selected.numel() * itemsize
+
+    def batches(per_item: int) -> list[tuple[int, int, int]]:
+        step = _batch(per_item, size)
+        return [
+            (index, lo, min(value.numel(), lo + step))
+            for index, (_, value, _) in enumerate(floating)
+            for lo in range(0, value.numel(), step)
+        ]
+
+    rows, columns = batches(per_row), batches(per_column)
+    steps, done = len(rows) + len(columns), 0
     # D = dg/dx: K vector-Jacobian products through the network (total derivatives)
-    flat = torch.cat([v.reshape(-1) for v in floating])
     d: list[torch.Tensor | None] = [None] * len(items)
-    per_item = structure.activation_bytes + sum(x.numel() for x in items) * items[0].element_size()
-    batch = _batch(per_item, size)
-    per_column = structure.activation_bytes + selected.numel() * selected.element_size()
-    steps = math.ceil(size / batch) + math.ceil(size / _batch(per_column, size))
-    done = 0
-    for start in range(0, size, batch):
-        stop = min(size, start + batch)
-        eye = torch.zeros((stop - start, size), dtype=flat.dtype, device=flat.device)
-        eye[torch.arange(stop - start), torch.arange(start, stop)] = 1.0
-        grads = vjps(flat, leaves, eye)
-        for k, grad in enumerate(grads):
+    for index, lo, hi in rows:
+        _, value, offset = floating[index]
+        flat = value.reshape(-1)
+        eye = torch.zeros((hi - lo, flat.numel()), dtype=flat.dtype, device=flat.device)
+        eye[torch.arange(hi - lo), torch.arange(lo, hi)] = 1.0
+        for k, grad in enumerate(vjps(flat, leaves, eye)):
             if grad is None:
                 continue
             if d[k] is None:
                 d[k] = torch.zeros(
                     (size, *items[k].shape[1:]), dtype=grad.dtype, device=grad.device
                 )
-            d[k][start:stop] = grad[:, 0].detach()  # type: ignore[index]
+            d[k][offset + lo : offset + hi] = grad[:, 0].detach()  # type: ignore[index]
         done += 1
         if progress is not None:
             progress(done, steps)
-    del flat, floating, found, output
+    del found, output
     # U = ∂F̃/∂g: K Jacobian-vector products through the frozen network
     u = torch.zeros((height, width, size), dtype=selected.dtype, device=selected.device)
-    batch = _batch(per_column, size)
     buffers = dict(structure.frozen.named_buffers())
-    names = [q.name for q in structure.globals if q.floating]
-    primals = tuple(buffers[n] for n in names)
     inputs = tuple(x.detach() for x in items)
     frozen = structure.frozen
+    for index, lo, hi in columns:
+        q, _, offset = floating[index]
 
-    def fused(*quantities: torch.Tensor) -> torch.Tensor:
-        call = torch.func.functional_call(frozen, dict(zip(names, quantities, strict=True)), inputs)
-        return select_output(call, channel)[0]
+        def fused(quantity: torch.Tensor, name: str = q.name) -> torch.Tensor:
+            call = torch.func.functional_call(frozen, {name: quantity}, inputs)
+            return select_output(call, channel)[0]
 
-    for start in range(0, size, batch):
-        stop = min(size, start + batch)
-        tangents = _one_hots(structure.globals, start, stop, selected)
-        u[..., start:stop] = _jvps(fused, primals, tangents).detach().permute(1, 2, 0)
+        primal = buffers[q.name]
+        tangent = torch.zeros((hi - lo, primal.numel()), dtype=primal.dtype, device=primal.device)
+        tangent[torch.arange(hi - lo), torch.arange(lo, hi)] = 1.0
+        columns_found = _jvps(fused, (primal,), [tangent.view(hi - lo, *primal.shape)])
+        u[..., offset + lo : offset + hi] = columns_found.detach().permute(1, 2, 0)
         done += 1
         if progress is not None:
             progress(done, steps)
