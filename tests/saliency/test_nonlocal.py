@@ -213,3 +213,44 @@ def test_the_bound_multiplier() -> None:
     assert z_value(0.999, 16) > z_value(0.999, 10_000)
     with pytest.raises(InputError, match="confidence"):
         z_value(1.0, 16)
+
+
+class _BatchCoupled(nn.Module):
+    """Attention over all pixels that also mixes the images of a batch (never independent)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = BUILDERS["GlobalAttention"](4)
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        y = self.inner(a, b)
+        return y + 0.5 * y.mean(dim=0, keepdim=True)
+
+
+@pytest.mark.parametrize("way", ["vmap", "replicate"])
+def test_exact_batched_maps_either_way(way: str) -> None:
+    from fusevis.saliency.batched import exact_maps
+    from fusevis.saliency.maps import _Saver
+
+    model, inputs, reference = case("GlobalAttention")
+    coupled = _BatchCoupled().double().eval()
+    for net, refs in ((model, reference), (coupled, None)):
+        if refs is None:
+            refs = torch.autograd.functional.jacobian(lambda a, b: coupled(a, b)[0, 0], inputs)
+            refs = tuple(j[:, :, 0] for j in refs)
+        arrays = {"fused": np.zeros(SIZE)} | {
+            f"guidance_{k}": np.zeros((1, *SIZE)) for k in range(2)
+        }
+        arrays |= {f"influence_{k}": np.zeros(SIZE) for k in range(2)}
+        method = exact_maps(
+            net, inputs, arrays, True, 0, None, None, _Saver(None), set(), 1 << 26, way
+        )
+        assert "256 per batched pass" in method  # MAX_BATCH: 320 pixels in two passes
+        assert ("not independent" in method) == (way == "replicate" and net is coupled)
+        for k, ref in enumerate(refs):
+            expected = diagonal(ref)
+            assert (
+                np.abs(arrays[f"guidance_{k}"] - expected).max() <= 1e-10 * np.abs(expected).max()
+            )
+            l1 = ref.abs().sum(dim=(2, 3, 4)).numpy()
+            assert np.abs(arrays[f"influence_{k}"] - l1).max() <= 1e-10 * l1.max()
