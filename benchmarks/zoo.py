@@ -39,7 +39,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository, for tests/
 
-from tests.saliency import zoo_nonlocal  # noqa: E402
+from tests.saliency import zoo_nonlocal, zoo_today  # noqa: E402
 
 from fusevis.saliency import PixelJacobian, guidance_maps  # noqa: E402
 from fusevis.saliency.batched import batch_size, exact_maps, kept_forward  # noqa: E402
@@ -47,6 +47,10 @@ from fusevis.saliency.batched import batch_size, exact_maps, kept_forward  # noq
 # (name, builder): every builder returns a float32 network with random weights. Local zoo
 # networks belong in this list too.
 ZOO: list[tuple[str, Callable[[], nn.Module]]] = [
+    ("MaxFusion", zoo_today.MaxFusion),  # local: reflect padding, .repeat, max over inputs
+    ("L1NormFusion", zoo_today.L1NormFusion),  # local: encoder, l1-norm rule, decoder
+    ("PoolShuffleUNet", zoo_today.PoolShuffleUNet),  # local: pooling, pixel shuffle
+    ("DenseBlockNet", zoo_today.DenseBlockNet),  # local: depthwise, GELU, LayerNorm2d
     ("ChannelAttention", lambda: zoo_nonlocal.ChannelAttentionNet(32)),
     ("TransposedAttention", lambda: zoo_nonlocal.TransposedAttentionNet(24, heads=4)),
     ("MinMax", lambda: zoo_nonlocal.MinMaxNet(32)),

@@ -370,3 +370,21 @@ def test_a_spatial_reduction_is_not_local_and_named() -> None:
         NotLocal, match=r"\.mean\(\) at test_idioms\.py:\d+ .*mixes the whole image"
     ):
         trace_receptive_fields(model, 2, _inputs(2))
+
+
+@pytest.mark.parametrize("pixel", [(0, 0), (8, 9), (15, 17), (0, 12)])
+def test_circular_padding_is_computed_exactly_by_the_cone_but_not_local(pixel) -> None:  # noqa: ANN001
+    from fusevis.saliency.cone import cone_of
+    from fusevis.saliency.convolution import convolve_with
+
+    torch.manual_seed(0)
+    model = Idiom(_layer, lambda: nn.Conv2d(8, 8, 3, padding=1, padding_mode="circular"))
+    model = model.double().eval()
+    inputs = _inputs(2)
+    value, leaves, windows = cone_of(model, 2).run(inputs, pixel, convolve_with("onednn"))
+    grads = torch.autograd.grad(value[0, 0], leaves)
+    for grad, window, want in zip(grads, windows, reference_row(model, inputs, pixel), strict=True):
+        placed = torch.zeros_like(want)
+        placed[..., window.top : window.bottom, window.left : window.right] = grad
+        torch.testing.assert_close(placed, want, rtol=1e-9, atol=1e-12)
+    assert not PixelJacobian(model).locality(inputs).local  # a corner reads the far corner
