@@ -388,3 +388,24 @@ def test_circular_padding_is_computed_exactly_by_the_cone_but_not_local(pixel) -
         placed[..., window.top : window.bottom, window.left : window.right] = grad
         torch.testing.assert_close(placed, want, rtol=1e-9, atol=1e-12)
     assert not PixelJacobian(model).locality(inputs).local  # a corner reads the far corner
+
+
+@pytest.mark.parametrize("mode", ["nearest", "nearest-exact", "bilinear", "bicubic", "area"])
+@pytest.mark.parametrize("size", [(24, 26), (23, 25)])
+def test_resampling_reads_the_rows_pytorch_reads_in_float32(mode: str, size: tuple) -> None:
+    """Down by 1/3 and back up to the size: awkward factors, computed in the inputs' precision."""
+    torch.manual_seed(0)
+    model = Idiom(
+        lambda s, h: functional.interpolate(
+            functional.interpolate(h, scale_factor=1 / 3, mode=mode), size=h.shape[-2:], mode=mode
+        )
+    ).eval()
+    generator = torch.Generator().manual_seed(3)
+    inputs = tuple(torch.rand(1, 1, *size, generator=generator) for _ in "ab")
+    for strategy in ("cone", "recorded"):
+        jacobian = PixelJacobian(model, strategy=strategy)
+        for pixel in [(0, 0), (size[0] - 1, size[1] - 1), (11, 12), (4, 20)]:
+            found = jacobian.explain(inputs, pixel)
+            for got, want in zip(found.dense(), reference_row(model, inputs, pixel), strict=True):
+                scale = float(want.abs().max()) or 1.0
+                assert float((got - want).abs().max()) <= 1e-4 * scale, (mode, pixel, strategy)

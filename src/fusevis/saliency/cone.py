@@ -253,7 +253,7 @@ def receptive_fields(cone: Cone, geo: Geometry) -> list[ReceptiveField]:
                 _pick(min, old[2], found[2]),
                 _pick(max, old[3], found[3]),
             ]
-    crops = all(p.periodic for p in geo.prepared.values())
+    crops = all(p.periodic and p.crops for p in geo.prepared.values())
     fields = []
     for found in bounds:
         lo_r, hi_r, lo_c, hi_c = (v if v is not None else 0 for v in found or [None] * 4)

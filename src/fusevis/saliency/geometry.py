@@ -130,6 +130,7 @@ class Geometry:
         self.graph = graph
         shapes = [tuple(x.shape) for x in inputs]
         self.image = (int(shapes[0][-2]), int(shapes[0][-1]))
+        self.dtype, self.device = inputs[0].dtype, inputs[0].device
         self.kind: dict[Node, int] = {}
         self.shape: dict[Node, tuple[int, ...]] = {}
         self.grid: dict[Node, tuple[int, int]] = {}

@@ -59,8 +59,11 @@ class Prepared:
         Output positions computed the same way everywhere (no border effect): a plan shifted
         inside it stays a plan. None: all of the grid.
     periodic : bool
-        False when the operation's reads do not repeat along the grid (an interpolation with
-        ``align_corners=True``): every pixel is then planned on its own.
+        False when the operation's reads do not repeat along the grid: every pixel is then
+        planned on its own.
+    crops : bool
+        False when the operation on a crop computes other values than on the whole image
+        (an interpolation with ``align_corners=True``, whose weights drift along the image).
     """
 
     info: Any = None
@@ -68,6 +71,7 @@ class Prepared:
     factor: tuple[Fraction, Fraction] = (ONE, ONE)
     interior: Window | None = None
     periodic: bool = True
+    crops: bool = True
 
 
 Values = dict[Node, tuple[Any, "Window | None"]]  # a value, the window it covers (None: whole)
@@ -796,9 +800,10 @@ class Transposed(Rule):
 class _Axis:
     """One axis of a separable resampling: out × in weights, and the rows each output reads."""
 
-    matrix: torch.Tensor  # float64, (out, in)
+    matrix: torch.Tensor  # (out, in), in the inputs' dtype and on their device
     first: list[int]
     last: list[int]
+    count: list[int]  # how many source rows it reads
     picks: list[int] | None  # nearest: the one source row of every output row
     cast: dict[tuple, torch.Tensor] = field(default_factory=dict)
 
@@ -817,15 +822,20 @@ _INTERPOLATE_ARGS = (
 )  # fmt: skip
 
 
-def _resampling_axis(call: Callable[[torch.Tensor, int], torch.Tensor], size: int) -> _Axis:
-    eye = torch.eye(size, dtype=torch.float64)
+def _resampling_axis(
+    call: Callable[[torch.Tensor, int], torch.Tensor], size: int, dtype: torch.dtype, device: Any
+) -> _Axis:
+    # in the inputs' dtype and on their device: PyTorch computes the source positions in
+    # that precision, and which rows an output reads must be exactly its
+    eye = torch.eye(size, dtype=dtype, device=device)
     matrix = call(eye, size).T.contiguous()  # (out, in)
-    nonzero = matrix != 0
-    count = matrix.shape[1]
-    first = [int(row.nonzero()[0]) if row.any() else 0 for row in nonzero]
-    last = [int(row.nonzero()[-1]) if row.any() else count - 1 for row in nonzero]
-    one_hot = bool(((matrix == 0) | (matrix == 1)).all()) and bool((nonzero.sum(1) == 1).all())
-    return _Axis(matrix, first, last, first if one_hot else None)
+    nonzero = (matrix != 0).to(torch.int8)
+    width = matrix.shape[1]
+    first = nonzero.argmax(dim=1).tolist()  # a row reading nothing: 0 .. width - 1
+    last = (width - 1 - nonzero.flip(1).argmax(dim=1)).tolist()
+    count = nonzero.sum(1).tolist()
+    one_hot = bool(((matrix == 0) | (matrix == 1)).all()) and all(c == 1 for c in count)
+    return _Axis(matrix, first, last, count, first if one_hot else None)
 
 
 def _periodic_interior(axis: _Axis, factor: Fraction) -> tuple[int, int] | None:
@@ -841,15 +851,12 @@ def _periodic_interior(axis: _Axis, factor: Fraction) -> tuple[int, int] | None:
         reference = centre + phase
         if reference >= rows:
             continue
-        shift = k * in_period
-        a, b = axis.matrix[j], axis.matrix[reference]
-        lo, hi = axis.first[reference], axis.last[reference] + 1
-        if lo + shift < 0 or hi + shift > axis.matrix.shape[1]:
-            continue
-        if bool(torch.equal(a[lo + shift : hi + shift], b[lo:hi])) and int((a != 0).sum()) == int(
-            (b[lo:hi] != 0).sum()
-        ):
-            ok[j] = True
+        shift = k * in_period  # the rows read repeat (their weights may differ in the last bit)
+        ok[j] = (
+            axis.first[j] == axis.first[reference] + shift
+            and axis.last[j] == axis.last[reference] + shift
+            and axis.count[j] == axis.count[reference]
+        )
     if not ok[centre]:
         return None
     lo = hi = centre
@@ -857,9 +864,24 @@ def _periodic_interior(axis: _Axis, factor: Fraction) -> tuple[int, int] | None:
         lo -= 1
     while hi < rows and ok[hi]:
         hi += 1
-    if 2 * (hi - lo) < rows:  # only near the centre: the reads drift (align_corners=True)
+    if 2 * (hi - lo) < rows:  # only near the centre: the reads drift
         return None
     return lo, hi
+
+
+def _same_weights(axis: _Axis, factor: Fraction, rows: tuple[int, int]) -> bool:
+    """Whether the weights repeat too, up to rounding (not with ``align_corners=True``)."""
+    out_period, in_period = factor.denominator, factor.numerator
+    matrix = axis.matrix
+    lo, hi = rows
+    for j in range(lo + out_period, hi):
+        a, b = axis.first[j], axis.first[j - out_period]
+        width = axis.last[j] - a + 1
+        if a != b + in_period or not torch.allclose(
+            matrix[j, a : a + width], matrix[j - out_period, b : b + width], rtol=1e-4, atol=1e-6
+        ):
+            return False
+    return True
 
 
 class Resampling(Rule):
@@ -908,7 +930,7 @@ class Resampling(Rule):
 
             return call
 
-        axes = [_resampling_axis(along(a), grid_in[a]) for a in (0, 1)]
+        axes = [_resampling_axis(along(a), grid_in[a], geo.dtype, geo.device) for a in (0, 1)]
         factors = (Fraction(grid_in[0], grid_out[0]), Fraction(grid_in[1], grid_out[1]))
         interiors = [_periodic_interior(axes[a], factors[a]) for a in (0, 1)]
         periodic = all(i is not None for i in interiors)
@@ -917,7 +939,13 @@ class Resampling(Rule):
             if periodic
             else None
         )
-        return Prepared(info=axes, factor=factors, interior=interior, periodic=periodic)
+        crops = periodic and all(
+            _same_weights(axes[a], factors[a], interiors[a])
+            for a in (0, 1)  # type: ignore[arg-type]
+        )
+        return Prepared(
+            info=axes, factor=factors, interior=interior, periodic=periodic, crops=crops
+        )
 
     def need(self, step: Any, info: list[_Axis], window: Window, geo: Any) -> Window | None:  # noqa: D102
         rows, cols = info
