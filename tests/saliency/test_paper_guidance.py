@@ -31,28 +31,26 @@ def pair(paper: Path) -> list[torch.Tensor]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["MaskNet", "DeepFuse"])
-def test_guidance_matches_published_maps(paper: Path, name: str) -> None:
+@pytest.mark.parametrize("name", ["MaskNet", "DeepFuse", "DeepPedestrian"])
+def test_guidance_matches_published_maps_or_cpu_brute_force(paper: Path, name: str) -> None:
+    """Our maps equal the authors' to 1e-5 except at a few pixels, where a brute force agrees.
+
+    The published maps were computed in float32 on a GPU; ours in float32 on this CPU. Where
+    an activation's input is near zero, the two roundings can take different sides of a ReLU
+    or LeakyReLU kink: DeepPedestrian at 0.15-0.25 % of pixels (the paper data's README),
+    MaskNet at a few pixels on some CPUs (AMD EPYC, not Intel Xeon). At every such pixel our
+    value must equal the brute-force gradient (one full-image backward pass) on this CPU; a
+    few % of pixels differing would mean a real error.
+    """
     model = get_model(name, weights=paper / "checkpoints" / f"{name}.pth")
-    maps = guidance_maps(model, pair(paper), verify=False)
-    for modality, k in NAMES.items():
-        difference = np.abs(maps.guidance[k][0] - published(paper, name, modality))
-        assert difference.max() <= 1e-5, f"{name} {modality}: {difference.max():.2e}"
-
-
-@pytest.mark.slow
-def test_deeppedestrian_matches_published_or_cpu_brute_force(paper: Path) -> None:
-    model = get_model("DeepPedestrian", weights=paper / "checkpoints" / "DeepPedestrian.pth")
     inputs = pair(paper)
     maps = guidance_maps(model, inputs, verify=False)
     leaves = tuple(x.clone().requires_grad_(True) for x in inputs)
     fused = model(*leaves)
     for modality, k in NAMES.items():
-        reference = published(paper, "DeepPedestrian", modality)
+        reference = published(paper, name, modality)
         ours = maps.guidance[k][0]
         differing = np.argwhere(np.abs(ours - reference) > 1e-5)
-        # the published map was computed on a GPU whose rounding flips near-zero ReLUs: small
-        # clusters of pixels (0.1-0.25 % reported); a few % would mean a real error
         assert len(differing) <= 0.01 * ours.size, f"{len(differing)} pixels differ"
         mismatched = []
         for row, col in differing:
