@@ -267,6 +267,19 @@ class Rule:
                 raise refuse(step, geo, "combines feature maps of different sizes")
             if geo.axes[other] != axes:
                 raise refuse(step, geo, "combines feature maps whose image axes differ")
+        for constant in step.sources:
+            size = (
+                geo.shape.get(constant)
+                if geo.kind.get(constant) in (PARAMETER, ATTRIBUTE)
+                else None
+            )
+            if (
+                size
+                and len(size) >= 2
+                and grid != (1, 1)
+                and (size[axes[0]], size[axes[1]]) == grid
+            ):
+                raise refuse(step, geo, "combines a map with a constant as large as the image")
         self.check(step, geo)
         shape = geo.shape[step.node]  # a tuple's first item's
         if len(shape) < 2 or (shape[axes[0]], shape[axes[1]]) != grid:
