@@ -288,7 +288,7 @@ class AutogradSweep(Sweep):
             if kind in (PLACEHOLDER, FEATURE):
                 if source not in sweeper.demand or need is None:
                     continue
-                if source not in leaves:  # noqa: SIM102
+                if source not in leaves:
                     if self.zeros:
                         leaf = _zeros(geo, source, need, gradient)
                     else:
