@@ -94,7 +94,7 @@ def test_strategy_and_convolutions_are_checked() -> None:
         PixelJacobian(case.model, strategy="fast")
     with pytest.raises(InputError, match="unknown convolutions 'mkl'"):
         PixelJacobian(case.model, convolutions="mkl")
-    assert STRATEGIES == ("auto", "recorded", "cone", "crop", "full")
+    assert STRATEGIES == ("auto", "recorded", "cone", "crop", "lowrank", "full")
 
 
 def test_prepare_keeps_nothing_above_the_record_limit() -> None:

@@ -254,3 +254,27 @@ def test_exact_batched_maps_either_way(way: str) -> None:
             )
             l1 = ref.abs().sum(dim=(2, 3, 4)).numpy()
             assert np.abs(arrays[f"influence_{k}"] - l1).max() <= 1e-10 * l1.max()
+
+
+class _ScalarMinMax(nn.Module):
+    """``(y - y.min()) / (y.max() - y.min())``: global quantities without any axis."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(2, 1, 3, padding=1)
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        y = self.conv(torch.cat((a, b), dim=1))
+        return (y - y.min()) / (y.max() - y.min())
+
+
+def test_scalar_global_quantities() -> None:
+    torch.manual_seed(0)
+    model = _ScalarMinMax().double().eval()
+    inputs = tuple(torch.rand(1, 1, 12, 14, dtype=torch.float64) for _ in range(2))
+    found = PixelJacobian(model).explain(inputs, pixel=(0, 13))
+    assert found.strategy == "lowrank"
+    leaves = [x.clone().requires_grad_(True) for x in inputs]
+    model(*leaves)[0, 0, 0, 13].backward()
+    for row, leaf in zip(found.dense(), leaves, strict=True):
+        assert float((row - leaf.grad).abs().max()) <= 1e-12 * float(leaf.grad.abs().max())

@@ -195,8 +195,6 @@ def find_structure(
     for index, n in enumerate(cuts):
         value = small.values[n]
         assert value is not None
-        if value.shape[:1] != items[0].shape[:1]:
-            raise NoStructure(f"global quantity {n.name} has no leading batch axis")
         quantities.append(
             Global(f"fusevis_global_{index}", value.shape, value.is_floating_point(), n.name)
         )
