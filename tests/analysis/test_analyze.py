@@ -25,6 +25,7 @@ def make_dataset(root: Path, count: int, size: int) -> Path:
     return export_demo_dataset(root, count, size)
 
 
+@pytest.mark.slow
 def test_two_workers_give_the_single_process_numbers(tmp_path: Path) -> None:
     data = make_dataset(tmp_path / "data", count=3, size=40)
     store = tmp_path / "out.zarr"
@@ -50,6 +51,7 @@ def test_two_workers_give_the_single_process_numbers(tmp_path: Path) -> None:
                 assert float(row[key].iloc[0]) == pytest.approx(expected.metrics[key], rel=1e-6)
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_without_recomputing_finished_groups(tmp_path: Path) -> None:
     data = make_dataset(tmp_path / "data", count=6, size=56)
     store = tmp_path / "out.zarr"

@@ -44,6 +44,7 @@ def small_pair(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     return paths
 
 
+@pytest.mark.slow
 def test_report_with_influence_matches_direct_computation(
     small_pair: list[Path], tmp_path: Path
 ) -> None:
