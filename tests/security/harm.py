@@ -2,7 +2,10 @@
 
 Each security test runs the attacked command in a child process through :func:`run_measured`
 and asserts on what it returns: exit status, one-line stderr, peak resident memory of that
-child alone (``os.wait4`` gives the child's own ``ru_maxrss``) and wall time. The child's
+child alone and wall time. A Python child runs through ``measured_child.py``, which writes
+its own ``VmHWM`` at exit (``ru_maxrss`` from ``os.wait4`` would start from the forking
+pytest process's peak); ``VmHWM`` is also sampled while the child runs, for children that
+are killed. The child's
 data segment is capped (``RLIMIT_DATA``) so that an attack that still works on old code
 fails the test instead of exhausting the machine.
 """
@@ -19,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 GIB = 1 << 30
+MEASURED_CHILD = Path(__file__).with_name("measured_child.py")
 FUSEVIS = [sys.executable, "-m", "fusevis"]
 
 
@@ -53,6 +57,18 @@ def _limit_memory(cap: int) -> None:
     resource.setrlimit(resource.RLIMIT_DATA, (cap, cap))
 
 
+def _peak_kib_of(pid: int) -> int:
+    """``VmHWM`` of a running process in KiB (0 once it has exited or been reaped)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
+
+
 def run_measured(
     args: list[str],
     timeout: float = 60.0,
@@ -65,7 +81,15 @@ def run_measured(
     ``memory_cap`` bounds the child's data segment (None: no cap).
     """
     child_env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+    with (
+        tempfile.TemporaryFile() as out,
+        tempfile.TemporaryFile() as err,
+        tempfile.TemporaryDirectory() as scratch,
+    ):
+        report = Path(scratch) / "peak-kib"
+        if args[0] == sys.executable and len(args) > 1:
+            args = [sys.executable, str(MEASURED_CHILD), str(report), *args[1:]]
+        sampled_kib = 0
         start = time.monotonic()
         process = subprocess.Popen(
             args,
@@ -78,6 +102,7 @@ def run_measured(
         )
         timed_out = False
         while True:
+            sampled_kib = max(sampled_kib, _peak_kib_of(process.pid))
             pid, status, usage = os.wait4(process.pid, os.WNOHANG)
             if pid:
                 break
@@ -91,11 +116,13 @@ def run_measured(
         elapsed = time.monotonic() - start
         out.seek(0)
         err.seek(0)
+        reported_kib = int(report.read_text() or 0) if report.exists() else 0
+        peak_kib = max(reported_kib, sampled_kib) or usage.ru_maxrss
         return Measured(
             process.returncode,
             out.read().decode(errors="replace"),
             err.read().decode(errors="replace"),
-            usage.ru_maxrss * 1024,
+            peak_kib * 1024,
             elapsed,
             timed_out,
         )
