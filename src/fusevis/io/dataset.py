@@ -1,4 +1,11 @@
-"""Paired datasets: one subfolder per modality, files paired by name."""
+"""Paired datasets: one subfolder per modality, files paired by name.
+
+Public infrared–visible datasets name their folders in several ways (MSRS and TNO copies
+``ir/`` + ``vi/``, M3FD ``Ir/`` + ``Vis/``, LLVIP ``infrared/`` + ``visible/``, RoadScene
+``cropinfrared/`` + ``crop_LR_visible/``). A modality folder is found by its exact name,
+else case-insensitively, else by a name of the same group in :data:`MODALITY_ALIASES`, so
+``--modalities ir,vi`` reads any of them.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +19,45 @@ from fusevis.io.loading import ColorMode, ImageSet, load_images
 from fusevis.io.normalize import NormalizeMode
 from fusevis.io.readers import RASTER_SUFFIXES, suffix_of
 
+MODALITY_ALIASES: tuple[tuple[str, ...], ...] = (
+    ("ir", "inf", "infrared", "lwir", "thermal", "cropinfrared"),
+    ("vi", "vis", "visible", "rgb", "crop_lr_visible"),
+)
+
+
+def _aliases(modality: str) -> tuple[str, ...]:
+    """The names that may stand for ``modality`` (itself first), all lower case."""
+    name = modality.lower()
+    for group in MODALITY_ALIASES:
+        if name in group:
+            return (name, *(other for other in group if other != name))
+    return (name,)
+
+
+def find_modality_folder(root: Path, modality: str) -> Path:
+    """The folder of ``modality`` under ``root``: exact name, any case, or an alias.
+
+    Raises
+    ------
+    InputError
+        When no folder matches (the names looked for are listed), or two folders match
+        the same way (``IR/`` and ``ir/`` on a case-sensitive file system).
+    """
+    exact = root / modality
+    if exact.is_dir():
+        return exact
+    folders = [p for p in root.iterdir() if p.is_dir()] if root.is_dir() else []
+    for name in _aliases(modality):
+        found = [p for p in folders if p.name.lower() == name]
+        if len(found) > 1:
+            listed = ", ".join(sorted(p.name for p in found))
+            raise InputError(root / modality, f"ambiguous modality folder: {listed}")
+        if found:
+            return found[0]
+    others = _aliases(modality)[1:]
+    tried = f" (nor {', '.join(others)}, in any case)" if others else " (in any case)"
+    raise InputError(root / modality, f"modality folder not found{tried}")
+
 
 def _natural_key(stem: str) -> tuple:
     return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", stem))
@@ -22,7 +68,8 @@ class PairedDataset(Sequence[ImageSet]):
 
     ``root/mri/12.gif`` pairs with ``root/pet/12.gif`` (the extensions may differ). Names
     that are missing from any modality are reported in one error, so that a broken dataset
-    is not silently trained on half its pairs.
+    is not silently trained on half its pairs. Modality folders are found as
+    :func:`find_modality_folder` says (``ir`` also finds ``Inf/``, ``infrared/``, ...).
 
     Parameters
     ----------
@@ -51,25 +98,22 @@ class PairedDataset(Sequence[ImageSet]):
             raise InputError(self.root, "dataset folder not found")
         if len(self.modalities) < 1:
             raise InputError(self.root, "name at least one modality subfolder")
-        files = [self._files(m) for m in self.modalities]
+        self.folders = [find_modality_folder(self.root, m) for m in self.modalities]
+        files = [self._files(folder) for folder in self.folders]
         common = set.intersection(*(set(f) for f in files))
-        for modality, found in zip(self.modalities, files, strict=True):
+        for folder, found in zip(self.folders, files, strict=True):
             missing = sorted(set(found) - common, key=_natural_key)
             if missing:
                 shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
                 raise InputError(
-                    self.root / modality,
-                    f"{len(missing)} file(s) have no partner in every modality: {shown}",
+                    folder, f"{len(missing)} file(s) have no partner in every modality: {shown}"
                 )
         self.names = sorted(common, key=_natural_key)
         self._paths = [[f[name] for f in files] for name in self.names]
         if not self.names:
             raise InputError(self.root, "dataset holds no image pairs")
 
-    def _files(self, modality: str) -> dict[str, Path]:
-        folder = self.root / modality
-        if not folder.is_dir():
-            raise InputError(folder, "modality folder not found")
+    def _files(self, folder: Path) -> dict[str, Path]:
         found: dict[str, Path] = {}
         for path in folder.iterdir():
             if path.is_file() and suffix_of(path) in RASTER_SUFFIXES:

@@ -2,8 +2,10 @@
 
 No network access is needed: the brain sets are built from nilearn's bundled MNI152
 template (T1, grey- and white-matter probability maps, 1 mm) and its bundled motor-task
-fMRI statistical map; the multi-focus sets from scikit-image's sample photographs. Every
-set is resampled to 256×256 and returned min-max normalised like any loaded image.
+fMRI statistical map; the multi-focus and multi-exposure sets from scikit-image's sample
+photographs by the recipes of :mod:`fusevis.io.tasks` (which also gives their ground truth:
+the sharp picture with the focus mask, or the scene with each exposure's quality). Every set
+is 256×256; :func:`load_demo` returns it min-max normalised like any loaded image.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import numpy as np
 from fusevis.errors import InputError
 from fusevis.io.image import Image
 from fusevis.io.loading import ImageSet, image_from_array
+from fusevis.io.tasks import TASK_SETS, task_pair
 from fusevis.io.writers import save_image
 
 SIZE = 256
@@ -28,12 +31,24 @@ FMRI_SLICE = 130  # z = +58 mm, through the motor cortex where the task map peak
 
 @dataclass(frozen=True)
 class DemoSet:
-    """A named demo image set: its inputs (by modality) and an optional reference image."""
+    """A named demo image set: its inputs (by modality), its task and any ground truth.
+
+    ``build`` returns the inputs by modality plus, for the synthetic sets, ``reference`` (the
+    truth image), ``mask`` (multi-focus: 1 where input 1 is in focus) or ``quality<k>``
+    (multi-exposure). ``raw`` sets are written by :func:`export_demo` as they are (their
+    values lie in [0, 1] and the truth holds on them), the others min-max scaled.
+    """
 
     name: str
     description: str
     modalities: tuple[str, ...]
     build: Callable[[], dict[str, np.ndarray]]
+    task: str = "medical"
+    raw: bool = False
+
+
+def _task_arrays(name: str) -> Callable[[], dict[str, np.ndarray]]:
+    return lambda: task_pair(name).arrays()
 
 
 def _nilearn_file(name: str) -> Path:
@@ -152,28 +167,6 @@ def _mri_fmri() -> dict[str, np.ndarray]:
     return {"mri": _to_display(brain), "fmri": _to_display(activation * (brain > 0))}
 
 
-def _multifocus(photo: str, region: str) -> dict[str, np.ndarray]:
-    from scipy.ndimage import gaussian_filter
-    from skimage import data
-    from skimage.color import rgb2gray
-    from skimage.transform import resize
-
-    picture = getattr(data, photo)()
-    grey = rgb2gray(picture) if picture.ndim == 3 else picture / 255.0
-    sharp = resize(grey, (SIZE, SIZE), order=1, anti_aliasing=True)
-    blurred = gaussian_filter(sharp, sigma=2.5)
-    rr, cc = np.mgrid[:SIZE, :SIZE]
-    if region == "left":
-        near = cc < SIZE // 2
-    else:
-        near = (rr - SIZE * 0.4) ** 2 + (cc - SIZE * 0.5) ** 2 <= (SIZE * 0.3) ** 2
-    return {
-        "near": np.where(near, sharp, blurred),
-        "far": np.where(near, blurred, sharp),
-        "reference": sharp,
-    }
-
-
 DEMO_SETS: dict[str, DemoSet] = {
     s.name: s
     for s in (
@@ -195,19 +188,11 @@ DEMO_SETS: dict[str, DemoSet] = {
             ("mri", "fmri"),
             _mri_fmri,
         ),
-        DemoSet(
-            "multifocus-camera",
-            "scikit-image 'camera': left half sharp in input 1, right half in input 2",
-            ("near", "far"),
-            lambda: _multifocus("camera", "left"),
-        ),
-        DemoSet(
-            "multifocus-astronaut",
-            "scikit-image 'astronaut' (grey): a central disc sharp in input 1, the rest in 2",
-            ("near", "far"),
-            lambda: _multifocus("astronaut", "disc"),
-        ),
     )
+} | {
+    s.name: DemoSet(s.name, s.description, s.modalities, _task_arrays(s.name), s.task, raw=True)
+    for s in TASK_SETS.values()
+    if len(s.modalities) == 2  # the demo and the shipped networks fuse two inputs
 }
 
 
@@ -218,27 +203,45 @@ def _demo_set(name: str) -> DemoSet:
 
 
 def demo_arrays(name: str) -> dict[str, np.ndarray]:
-    """Return the raw (un-normalised) 256×256 arrays of a demo set, keyed by modality."""
+    """Return the raw (un-normalised) 256×256 arrays of a demo set, keyed by modality.
+
+    Synthetic sets add their truth: ``reference``, and ``mask`` or ``quality<k>``.
+    """
     return _demo_set(name).build()
 
 
 def load_demo(name: str = "mri-pet") -> ImageSet:
-    """Return a demo set's inputs as a normalised :class:`ImageSet` (reference left out)."""
+    """Return a demo set's inputs as a normalised :class:`ImageSet` (truth left out).
+
+    Each input is min-max scaled like any loaded image; the exposures of a multi-exposure
+    set already span [0, 1], a multi-focus input may change slightly. For the values on
+    which the ground truth is exact use :func:`fusevis.io.tasks.task_pair`.
+    """
     demo = _demo_set(name)
     arrays = demo.build()
     images: list[Image] = [image_from_array(arrays[m], f"demo:{name}/{m}") for m in demo.modalities]
     return ImageSet(images, name=name)
 
 
+def _for_file(demo: DemoSet, key: str, array: np.ndarray) -> np.ndarray:
+    """The array as written: as it is for a ``raw`` set, else min-max scaled."""
+    if demo.raw:
+        return np.asarray(array, np.float64)
+    return image_from_array(array, f"demo:{demo.name}/{key}").data
+
+
 def export_demo(name: str, folder: str | PathLike[str]) -> list[Path]:
-    """Write a demo set as 8-bit PNG files (``<modality>.png``, ``reference.png``)."""
+    """Write a demo set as 8-bit PNG files: ``<modality>.png`` and its truth, if any.
+
+    The truth files are ``reference.png``, and ``mask.png`` (255 where input 1 is in focus)
+    or ``quality<k>.png`` (input k's well-exposedness × 255).
+    """
     demo = _demo_set(name)
     arrays = demo.build()
-    written = []
-    for key, array in arrays.items():
-        scaled = image_from_array(array, f"demo:{name}/{key}").data
-        written.append(save_image(scaled, Path(folder) / f"{key}.png"))
-    return written
+    return [
+        save_image(_for_file(demo, key, array), Path(folder) / f"{key}.png")
+        for key, array in arrays.items()
+    ]
 
 
 def export_demo_dataset(
@@ -247,7 +250,9 @@ def export_demo_dataset(
     """Write ``count`` square crops of a demo set as a paired dataset, for trying datasets.
 
     Layout ``folder/<modality>/case<i>.png``, the crops stepping diagonally over the image,
-    as :class:`fusevis.io.PairedDataset` reads it. Returns ``folder``.
+    as :class:`fusevis.io.PairedDataset` reads it; a synthetic set's truth goes beside the
+    inputs the same way (``folder/mask/case<i>.png``, ``folder/quality1/...``). Returns
+    ``folder``.
     """
     demo = _demo_set(name)
     arrays = demo.build()
@@ -256,10 +261,10 @@ def export_demo_dataset(
         raise InputError(None, f"crop size {size} does not fit the {height}x{width} demo images")
     root = Path(folder)
     room = min(height, width) - size
-    for modality in demo.modalities:
-        scaled = image_from_array(arrays[modality], f"demo:{name}/{modality}").data
+    for key, array in arrays.items():
+        scaled = _for_file(demo, key, array)
         for index in range(count):
             offset = (40 + 17 * index) % (room + 1)
             crop = scaled[offset : offset + size, offset : offset + size]
-            save_image(crop, root / modality / f"case{index}.png")
+            save_image(crop, root / key / f"case{index}.png")
     return root
