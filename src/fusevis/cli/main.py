@@ -11,6 +11,7 @@ from fusevis.cli.analyze import analyze_command
 from fusevis.cli.demo import demo_command
 from fusevis.cli.errors import guarded
 from fusevis.cli.fuse import fuse_command
+from fusevis.cli.metrics import metrics_command
 from fusevis.cli.report import report_command
 from fusevis.cli.saliency import guidance_command, saliency_command
 from fusevis.cli.train import train_command
@@ -33,6 +34,7 @@ app.command("guidance")(guidance_command)
 app.command("view")(view_command)
 app.command("report")(report_command)
 app.command("analyze")(analyze_command)
+app.command("metrics")(metrics_command)
 
 
 def _print_version(value: bool) -> None:

@@ -337,6 +337,8 @@ def get_convention(convention: str | MetricConvention) -> MetricConvention:
 
 def _value(convention: MetricConvention, key: str) -> str:
     value = getattr(convention, key)
+    if key == "ssim_sigma" and convention.ssim_window == "uniform":
+        return "—"
     if key in ("entropy_base", "mi_base"):
         return f"{log_unit(value)} (base {'e' if value == math.e else f'{value:g}'})"
     if key == "luminance_weights":
