@@ -4,7 +4,9 @@ Each (image set, network) pair is one Dask task that writes its own Zarr group
 ``<set>/<network>`` (fused image, guidance maps, influence shares, metrics as attributes)
 and marks it ``complete`` last. A rerun skips complete groups and redoes the rest, so an
 interrupted run resumes. A summary table of the metrics goes beside the store as CSV and
-Parquet.
+Parquet. Where the dataset holds ground truth (a focus-mask or per-input quality subfolder,
+named with ``truth``), each group is also scored against it
+(:mod:`fusevis.analysis.truth`) and the scores join its summary row.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ class Job:
     model: ModelSpec | None = None
     normalize: str = "minmax"
     color: str = "gray"
+    truth: tuple[str, ...] = ()
 
 
 def summary_paths(store: Path) -> tuple[Path, Path]:
@@ -86,6 +89,15 @@ def run_job(job: Job) -> dict[str, object]:
     else:
         model = resolve_model(job.spec, job.weights)
     result = analyse_set(model, image_set, influence=job.influence)
+    scores: dict[str, object] = {}
+    if job.truth:
+        from fusevis.analysis.truth import load_truth, score_result
+
+        ground = load_truth(job.truth, len(image_set), image_set.shape)
+        scores = {
+            key: None if isinstance(value, float) and not np.isfinite(value) else value
+            for key, value in score_result(result, ground).row().items()
+        }
     path = Path(job.store) / group_name(job.set_name, job.network)
     if path.exists():
         shutil.rmtree(path)  # a group left incomplete by an interrupted run
@@ -95,11 +107,18 @@ def run_job(job: Job) -> dict[str, object]:
         group.create_array(f"guidance_{k}", data=guidance)
     for k, share in enumerate(result.share or []):
         group.create_array(f"influence_share_{k}", data=share)
-    row: dict[str, object] = {"set": job.set_name, "network": job.network, **result.metrics}
+    row: dict[str, object] = {
+        "set": job.set_name,
+        "network": job.network,
+        **result.metrics,
+        **scores,
+    }
     finished = datetime.datetime.now(datetime.UTC).isoformat()
     group.attrs.update(
         {"metrics": result.metrics, "inputs": list(job.paths), "computed_at": finished}
     )
+    if scores:
+        group.attrs["truth"] = scores
     group.attrs[COMPLETE] = True  # last: a group without it is redone
     return row
 
@@ -112,7 +131,14 @@ def collect_summary(store: Path, jobs: Sequence[Job]) -> pd.DataFrame:
         if not is_complete(store, group_name(job.set_name, job.network)):
             continue
         attrs = zarr.open_group(group_path, mode="r").attrs
-        rows.append({"set": job.set_name, "network": job.network, **attrs["metrics"]})
+        rows.append(
+            {
+                "set": job.set_name,
+                "network": job.network,
+                **attrs["metrics"],
+                **attrs.get("truth", {}),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -125,17 +151,26 @@ def plan_jobs(
     influence: bool,
     threads: int,
     loading: tuple[str, str] = ("minmax", "gray"),
+    truth: Sequence[str] = (),
 ) -> list[Job]:
     """One job per image set and network of the dataset.
 
     ``models`` are ``--model`` specs (with ``weights`` by position) or
     :class:`~fusevis.models.specs.ModelSpec` values (conventions, names, parts);
-    ``loading`` is the images' ``(normalize, color)``.
+    ``loading`` is the images' ``(normalize, color)``; ``truth`` names ground-truth
+    subfolders paired by file name like the modalities (one focus mask for two inputs, or
+    one quality map per input).
     """
     from fusevis.io.dataset import PairedDataset
     from fusevis.models.specs import ModelSpec
 
-    dataset = PairedDataset(data, modalities)
+    if truth and not (len(truth) == len(modalities) or (len(truth) == 1 == len(modalities) - 1)):
+        raise FuseVisError(
+            f"{len(truth)} truth folder(s) for {len(modalities)} modalities: give one focus "
+            "mask folder (two modalities) or one quality folder per modality"
+        )
+    dataset = PairedDataset(data, [*modalities, *truth])
+    count = len(modalities)
     if len(weights) > len(models):
         raise FuseVisError(f"{len(weights)} --weights for {len(models)} --model")
     paired = list(weights) + [None] * (len(models) - len(weights))
@@ -149,7 +184,8 @@ def plan_jobs(
     return [
         Job(
             set_name=dataset.names[index],
-            paths=tuple(str(p.resolve()) for p in dataset.paths(index)),
+            paths=tuple(str(p.resolve()) for p in dataset.paths(index)[:count]),
+            truth=tuple(str(p.resolve()) for p in dataset.paths(index)[count:]),
             network=name,
             spec=spec.model or "",
             weights=spec.weights or "DEFAULT",
@@ -176,6 +212,7 @@ def analyze(
     scheduler: str | None = None,
     progress: Callable[[int, int], None] | None = None,
     loading: tuple[str, str] = ("minmax", "gray"),
+    truth: Sequence[str] = (),
 ) -> pd.DataFrame:
     """Run every missing (set, network) group on Dask and write the summary tables.
 
@@ -188,11 +225,15 @@ def analyze(
         Called as groups finish (groups complete before the run count as done).
     loading : (normalize, color)
         How the images load (``fusevis.models.specs.choose_loading`` for conventions).
+    truth : sequence of str
+        Ground-truth subfolders (see :func:`plan_jobs`); their scores join the summary.
     """
     from distributed import Client, LocalCluster, as_completed
 
     threads = max(1, (os.cpu_count() or 1) // max(1, workers))
-    jobs = plan_jobs(data, modalities, models, weights, store, influence, threads, loading)
+    jobs = plan_jobs(
+        data, modalities, models, weights, store, influence, threads, loading, truth=truth
+    )
     root = zarr.open_group(store, mode="a")
     for name in dict.fromkeys(job.set_name for job in jobs):
         root.require_group(name)

@@ -162,6 +162,20 @@ img { max-width: 100%; display: block; margin: 0.5rem 0 1.5rem; }
 """
 
 
+def _truth_section(out: Path, results: dict[str, SetResult]) -> str:
+    """The saliency-against-truth table (and ``truth.csv``), when the set has a truth."""
+    scored = {name: r.truth for name, r in results.items() if r.truth is not None}
+    if not scored:
+        return ""
+    rows = [{"network": name, **score.row()} for name, score in scored.items()]
+    _write_csv(out / "truth.csv", rows)
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    meaning = next(iter(scored.values())).meaning()
+    return f"""<h2>Saliency against ground truth</h2>
+<p>{html.escape(meaning)} Also in <a href="truth.csv">truth.csv</a>.</p>
+{_table(rows, columns)}"""
+
+
 def write_report(
     out: Path,
     title: str,
@@ -170,7 +184,11 @@ def write_report(
     results: dict[str, SetResult],
     regions: dict[str, np.ndarray],
 ) -> Path:
-    """Write ``index.html``, its PNG figures, ``metrics.csv`` and ``regions.csv`` to ``out``."""
+    """Write ``index.html``, its PNG figures, ``metrics.csv`` and ``regions.csv`` to ``out``.
+
+    Where the results carry a ground-truth score (:attr:`SetResult.truth`), a section with
+    their table and ``truth.csv`` too.
+    """
     out.mkdir(parents=True, exist_ok=True)
     figures = [
         ("Fused images", fused_figure(out, inputs, results)),
@@ -197,6 +215,7 @@ def write_report(
     ]
     _write_csv(out / "metrics.csv", metric_rows)
     _write_csv(out / "regions.csv", region_rows)
+    truth_section = _truth_section(out, results)
     metric_columns = list(dict.fromkeys(k for row in metric_rows for k in row))
     region_columns = list(dict.fromkeys(k for row in region_rows for k in row))
     sections = "".join(
@@ -220,6 +239,7 @@ Also in <a href="metrics.csv">metrics.csv</a>.</p>
 per region; <em>drives</em> names the input with the larger share. Also in
 <a href="regions.csv">regions.csv</a>.</p>
 {_table(region_rows, region_columns)}
+{truth_section}
 {sections}
 </body></html>
 """

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -14,6 +15,9 @@ from fusevis.metrics import fusion_metrics
 from fusevis.models.inference import as_tensors, check_input_count, minmax
 from fusevis.saliency import MapCache, cached_maps, compute_maps
 from fusevis.saliency.tensors import forward_selected
+
+if TYPE_CHECKING:
+    from fusevis.analysis.truth import TruthScore
 
 
 @dataclass
@@ -31,12 +35,16 @@ class SetResult:
     metrics : dict
         :func:`fusevis.metrics.fusion_metrics` of the min-max scaled fused image (the form
         the paper published) against the inputs.
+    truth : TruthScore or None
+        Agreement of the maps with the set's ground truth, where it has one
+        (:func:`fusevis.analysis.truth.score_result`).
     """
 
     fused: np.ndarray
     guidance: list[np.ndarray]
     share: list[np.ndarray] | None
     metrics: dict[str, float]
+    truth: TruthScore | None = None
 
 
 def analyse_set(

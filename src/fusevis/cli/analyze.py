@@ -37,6 +37,14 @@ def analyze_command(
     color: Color = None,
     normalize: Normalize = None,
     influence: Influence = False,
+    truth: Annotated[
+        str | None,
+        typer.Option(
+            help="Ground-truth subfolders, comma-separated, paired by name like the "
+            "modalities: one focus-mask folder (two modalities) or one quality folder per "
+            "modality. Adds each network's agreement with it to the summary (docs/tasks.md)."
+        ),
+    ] = None,
     workers: Annotated[int, typer.Option(help="Worker processes of the local cluster.")] = 2,
     scheduler: Annotated[
         str | None, typer.Option(help="tcp://HOST:PORT of an existing Dask scheduler.")
@@ -47,7 +55,9 @@ def analyze_command(
 
     Runs on a Dask LocalCluster (or --scheduler); a rerun skips finished groups, so an
     interrupted run resumes where it stopped. Each network's group is named by its display
-    name (--name).
+    name (--name). With --truth, the summary also says how well each network's influence
+    share and guidance agree with the ground truth (AUC for a focus mask, Spearman for
+    exposure qualities).
     """
     from rich.progress import (
         BarColumn,
@@ -58,10 +68,13 @@ def analyze_command(
     )
 
     from fusevis.analysis.dataset_run import analyze, summary_paths
+    from fusevis.analysis.truth import FOCUS_BAND
     from fusevis.io.writers import check_writable
     from fusevis.models.specs import choose_loading, model_specs
 
     check_writable(out, "folder")
+    names = [m.strip() for m in modalities.split(",") if m.strip()]
+    truth_folders = [t.strip() for t in (truth or "").split(",") if t.strip()]
     specs = model_specs(model, weights, adapt, name, parts, rule)
     loading = choose_loading(specs, normalize, color)
     use_threads(threads)
@@ -76,7 +89,7 @@ def analyze_command(
         task = bar.add_task("analyze", total=None)
         summary = analyze(
             data,
-            [m.strip() for m in modalities.split(",") if m.strip()],
+            names,
             specs,
             out,
             influence=influence,
@@ -84,6 +97,12 @@ def analyze_command(
             scheduler=scheduler,
             progress=lambda done, total: bar.update(task, completed=done, total=total),
             loading=(loading.normalize or "minmax", loading.color or "gray"),
+            truth=truth_folders,
         )
     csv_path, parquet_path = summary_paths(out)
     typer.echo(f"wrote {out} ({len(summary)} groups), {csv_path} and {parquet_path}")
+    if truth_folders:
+        from fusevis.analysis.truth import MEANING
+
+        task = "multi-exposure" if len(truth_folders) == len(names) else "multi-focus"
+        typer.echo(f"truth columns: {MEANING[task].format(band=FOCUS_BAND)}")

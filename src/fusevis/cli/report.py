@@ -66,6 +66,14 @@ def report_command(
         typer.Option(help="Region mask image (non-zero inside); default: automatic regions."),
     ] = None,
     influence: Influence = True,
+    truth: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="Ground truth to score the maps against: one focus mask (input 1 in focus "
+            "where >= half its maximum; two inputs) or one quality map per input (repeat the "
+            "option). See docs/tasks.md."
+        ),
+    ] = None,
     cache: CacheDir = None,
     color: Color = None,
     normalize: Normalize = None,
@@ -73,12 +81,17 @@ def report_command(
     series: Series = None,
     threads: Threads = None,
 ) -> None:
-    """Compare networks on one image set: fused images, maps, metrics, per-region statistics."""
+    """Compare networks on one image set: fused images, maps, metrics, per-region statistics.
+
+    With --truth, also how well each network's influence share and guidance agree with the
+    ground truth (AUC for a focus mask, Spearman for exposure qualities).
+    """
     import numpy as np
 
     from fusevis.analysis import analyse_set, automatic_regions
     from fusevis.analysis.regions import mask_regions
     from fusevis.analysis.report import write_report
+    from fusevis.analysis.truth import load_truth, score_result
     from fusevis.io import load_image, load_images
     from fusevis.io.writers import check_writable
     from fusevis.models.inference import check_input_count
@@ -110,6 +123,9 @@ def report_command(
         regions = mask_regions(np.asarray(mask_image.data))
     else:
         regions = automatic_regions(arrays)
+    ground = (
+        load_truth(truth, len(image_set), image_set.shape, max_pixels=max_pixels) if truth else None
+    )
     models = name_models([(spec, build_model(spec, len(image_set))) for spec in specs])
     for network in models.values():
         check_input_count(network, len(image_set))
@@ -127,6 +143,8 @@ def report_command(
                     task, completed=done, total=total
                 ),
             )
+            if ground is not None:
+                results[title].truth = score_result(results[title], ground)
     index = write_report(
         out,
         f"FuseVis report: {', '.join(models)}",
@@ -135,4 +153,15 @@ def report_command(
         results,
         regions,
     )
+    for title, result in results.items():
+        if result.truth is not None:
+            shown = ", ".join(
+                f"{key} {value:.3f}" if isinstance(value, float) else f"{key} {value}"
+                for key, value in result.truth.row().items()
+                if key != "truth" and value != ""
+            )
+            typer.echo(f"{title} against the {result.truth.task} truth: {shown}")
+    scored = next((r.truth for r in results.values() if r.truth is not None), None)
+    if scored is not None:
+        typer.echo(f"({scored.meaning()})")
     typer.echo(f"wrote {index}")
