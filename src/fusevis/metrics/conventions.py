@@ -235,7 +235,8 @@ class MetricConvention:
             divisor = "difference count" if self.sf_divisor == "differences" else "M·N"
             return f"spatial frequency of F, 0-255 scale, squares ÷ {divisor}"
         if metric == "AG":
-            return f"average gradient of F, 0-255 scale, {self.ag_differences} differences"
+            divisor = "" if self.ag_divisor == "values" else ", sum ÷ (M-1)(N-1)"
+            return f"average gradient of F, 0-255 scale, {self.ag_differences} differences{divisor}"
         if metric == "QABF":
             return f"edge preservation Q^AB/F (best 0.975), Sobel borders {self.qabf_borders}"
         if metric == "PSNR":
