@@ -13,6 +13,7 @@ from fusevis.models.inference import as_tensors
 from fusevis.saliency import guidance_maps
 
 NAMES = {"mri": 0, "pet": 1}
+BRUTE_FORCE_PIXELS = 12
 
 
 def published(paper: Path, model: str, modality: str) -> np.ndarray:
@@ -23,6 +24,15 @@ def published(paper: Path, model: str, modality: str) -> np.ndarray:
     )
     with h5py.File(paper / "guidance" / f"{model}_{modality}.h5", "r") as handle:
         return np.asarray(handle[key])
+
+
+def checked_sample(differing: np.ndarray, difference: np.ndarray) -> np.ndarray:
+    """A seeded sample of the differing pixels, with the one that differs most."""
+    if not len(differing):
+        return differing
+    worst = int(difference[tuple(differing.T)].argmax())
+    sample = np.random.default_rng(0).permutation(len(differing))[:BRUTE_FORCE_PIXELS]
+    return differing[np.unique(np.append(sample, worst))]
 
 
 def pair(paper: Path) -> list[torch.Tensor]:
@@ -39,8 +49,9 @@ def test_guidance_matches_published_maps_or_cpu_brute_force(paper: Path, name: s
     an activation's input is near zero, the two roundings can take different sides of a ReLU
     or LeakyReLU kink: DeepPedestrian at 0.15-0.25 % of pixels (the paper data's README),
     MaskNet at a few pixels on some CPUs (AMD EPYC, not Intel Xeon). At every such pixel our
-    value must equal the brute-force gradient (one full-image backward pass) on this CPU; a
-    few % of pixels differing would mean a real error.
+    value must equal the brute-force gradient (one full-image backward pass) on this CPU,
+    checked at a seeded sample of such pixels and the one that differs most; a few % of
+    pixels differing would mean a real error.
     """
     model = get_model(name, weights=paper / "checkpoints" / f"{name}.pth")
     inputs = pair(paper)
@@ -53,7 +64,9 @@ def test_guidance_matches_published_maps_or_cpu_brute_force(paper: Path, name: s
         differing = np.argwhere(np.abs(ours - reference) > 1e-5)
         assert len(differing) <= 0.01 * ours.size, f"{len(differing)} pixels differ"
         mismatched = []
-        for row, col in differing:
+        # one full-image backward pass per pixel (seconds each at 256²): a seeded sample of
+        # the differing pixels, the pixel that differs most always among them
+        for row, col in checked_sample(differing, np.abs(ours - reference)):
             brute = torch.autograd.grad(fused[0, 0, row, col], leaves[k], retain_graph=True)[0]
             if abs(float(brute[0, 0, row, col]) - ours[row, col]) > 1e-5:
                 mismatched.append(
