@@ -28,10 +28,10 @@ from .zoo import make_case
 
 SCRIPT = """
 import sys, torch
-sys.path.insert(0, {tests!r})
-from saliency.zoo import make_case
+sys.path.insert(0, {root_of_repo!r})
+from tests.saliency.zoo import make_case  # the same module name: the same model class key
 from fusevis.saliency import MapCache, cached_maps
-case = make_case("DeepFuse", (64, 64))
+case = make_case("Dilated", (128, 128))
 cached_maps(case.model, case.inputs, influence=True, cache=MapCache({root!r}),
             checkpoint_interval=0.0)
 """
@@ -61,7 +61,7 @@ def test_cache_hit_returns_the_stored_result(tmp_path: Path) -> None:
 
 
 def test_cancel_leaves_no_entry_and_resumes(tmp_path: Path) -> None:
-    case = make_case("DeepFuse", (40, 40))
+    case = make_case("Dilated", (64, 64))
     cache = MapCache(tmp_path)
     passes = []
 
@@ -94,8 +94,8 @@ def test_cancel_leaves_no_entry_and_resumes(tmp_path: Path) -> None:
 
 
 def test_killed_run_resumes_where_it_stopped(tmp_path: Path) -> None:
-    tests_dir = str(Path(__file__).resolve().parents[1])
-    code = SCRIPT.format(tests=tests_dir, root=str(tmp_path))
+    root_of_repo = str(Path(__file__).resolve().parents[2])
+    code = SCRIPT.format(root_of_repo=root_of_repo, root=str(tmp_path))
     process = subprocess.Popen([sys.executable, "-c", code])
     deadline = time.monotonic() + 120
     partial = None
@@ -110,7 +110,7 @@ def test_killed_run_resumes_where_it_stopped(tmp_path: Path) -> None:
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     assert not list(tmp_path.glob("*.zarr")), "a killed run must not leave a finished entry"
-    case = make_case("DeepFuse", (64, 64))
+    case = make_case("Dilated", (128, 128))
     seen = []
     maps = cached_maps(
         case.model,
