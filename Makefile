@@ -5,6 +5,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 CHROMIUM := /usr/bin/chromium
+# Tests in one pytest-xdist worker per core, a module's tests together (its fixtures once);
+# `make test PARALLEL=` runs them in one process.
+PARALLEL ?= -n auto --dist loadscope
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: demo test test-fast lint bench bench-viewer bench-analysis clean
@@ -26,13 +29,13 @@ demo: $(STAMP)
 test: $(STAMP) $(CHROMIUM)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(PARALLEL)
 
 # The inner loop: no browser, no paper data, nothing marked slow (make test runs them all).
 test-fast: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -m "not slow and not browser and not paper"
+	$(BIN)/python -m pytest $(PARALLEL) -m "not slow and not browser and not paper"
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

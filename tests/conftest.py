@@ -17,6 +17,21 @@ def paper_data_dir() -> Path | None:
     return candidate if candidate.is_dir() else None
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist, share the cores among the workers and the commands they start.
+
+    Torch in each worker, and in every ``fusevis`` command a test starts, gets its share of
+    the cores: OpenMP threads oversubscribed on a busy machine run many times slower.
+    """
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        threads = str(max(1, (os.cpu_count() or 1) // workers))
+        os.environ["OMP_NUM_THREADS"] = threads
+        import torch
+
+        torch.set_num_threads(int(threads))
+
+
 @pytest.fixture(scope="session")
 def paper() -> Path:
     """The paper's data folder; skipped outside CI when missing, a failure in CI."""

@@ -27,7 +27,7 @@ def make_dataset(root: Path, count: int, size: int) -> Path:
 
 @pytest.mark.slow
 def test_two_workers_give_the_single_process_numbers(tmp_path: Path) -> None:
-    data = make_dataset(tmp_path / "data", count=3, size=40)
+    data = make_dataset(tmp_path / "data", count=3, size=24)
     store = tmp_path / "out.zarr"
     summary = analyze(data, ["mri", "pet"], NETWORKS, store, influence=True, workers=2)
     assert len(summary) == 6
@@ -53,7 +53,7 @@ def test_two_workers_give_the_single_process_numbers(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_killed_run_resumes_without_recomputing_finished_groups(tmp_path: Path) -> None:
-    data = make_dataset(tmp_path / "data", count=6, size=56)
+    data = make_dataset(tmp_path / "data", count=6, size=32)
     store = tmp_path / "out.zarr"
     groups = [group_name(f"case{i}", n) for i in range(6) for n in ("DeepFuse", "MaskNet")]
     command = [sys.executable, "-m", "fusevis", "analyze", "--data", str(data), "-m", "DeepFuse",

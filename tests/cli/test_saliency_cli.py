@@ -98,8 +98,10 @@ def test_guidance_formats(
 ) -> None:
     a, b, weights = setup
     monkeypatch.setenv("FUSEVIS_CACHE", str(tmp_path / "cache"))
+    # every run asks for influence too: one computation, the later runs read the cache
     common = [str(a), str(b), "-m", "DeepFuse", "-w", str(weights), "--device", "cpu"]
-    npz = fusevis("guidance", *common, "--influence", "-o", str(tmp_path / "g.npz"))
+    common.append("--influence")
+    npz = fusevis("guidance", *common, "-o", str(tmp_path / "g.npz"))
     assert npz.returncode == 0, npz.stderr
     data = np.load(tmp_path / "g.npz")
     assert {"fused", "guidance_0", "guidance_1", "influence_0", "influence_1"} <= set(data.files)
