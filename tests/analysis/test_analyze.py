@@ -27,7 +27,7 @@ def make_dataset(root: Path, count: int, size: int) -> Path:
 
 @pytest.mark.slow
 def test_two_workers_give_the_single_process_numbers(tmp_path: Path) -> None:
-    data = make_dataset(tmp_path / "data", count=3, size=24)
+    data = make_dataset(tmp_path / "data", count=3, size=32)
     store = tmp_path / "out.zarr"
     summary = analyze(data, ["mri", "pet"], NETWORKS, store, influence=True, workers=2)
     assert len(summary) == 6
