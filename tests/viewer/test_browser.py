@@ -315,8 +315,10 @@ def test_a_slow_network_says_what_it_computes_and_the_latest_pixel_wins(
             "window.fusevis.store.state.pixel.join() === '20,21'", timeout=10_000
         )
         painted = page.evaluate("window.fusevis.paintedPixels")[painted_before:]
-        assert painted[-1] == "20,21" and len(painted) <= 2, painted
-        assert set(painted) <= {"8,8", "20,21"}, f"stale pixels were computed: {painted}"
+        # latest wins: the last pixel, and at most the one already in flight before it (which
+        # one depends on how the browser batched the four events on a loaded machine)
+        assert painted[-1] == "20,21" and len(painted) <= 2, f"stale pixels computed: {painted}"
+        assert set(painted) <= {"8,8", "9,10", "11,12", "20,21"}, painted
         assert not errors, errors
     finally:
         context.close()
