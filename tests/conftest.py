@@ -71,18 +71,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark tests by what they use: ``browser`` (Chromium) and ``paper`` (the paper's data).
 
     ``make test-fast`` deselects these and ``slow``; ``make test`` runs everything.
-
-    Modules that compute the paper networks' maps on the paper's pair come first, in their
-    own order: under pytest-xdist one worker starts on them (minutes) while the others run
-    the rest, instead of all waiting for them at the end.
     """
-    heavy = set()
     for item in items:
         fixtures = getattr(item, "fixturenames", ())
         if "chromium_path" in fixtures:
             item.add_marker(pytest.mark.browser)
         if "paper" in fixtures:
             item.add_marker(pytest.mark.paper)
-            if item.get_closest_marker("slow"):
-                heavy.add(item.path)
-    items.sort(key=lambda item: item.path not in heavy)  # stable: otherwise in order
