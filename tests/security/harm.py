@@ -21,6 +21,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.security.measured_child import peak_rss_kib
+
 GIB = 1 << 30
 MEASURED_CHILD = Path(__file__).with_name("measured_child.py")
 FUSEVIS = [sys.executable, "-m", "fusevis"]
@@ -57,18 +59,6 @@ def _limit_memory(cap: int) -> None:
     resource.setrlimit(resource.RLIMIT_DATA, (cap, cap))
 
 
-def _peak_kib_of(pid: int) -> int:
-    """``VmHWM`` of a running process in KiB (0 once it has exited or been reaped)."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return 0
-    for line in status.splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    return 0
-
-
 def run_measured(
     args: list[str],
     timeout: float = 60.0,
@@ -102,7 +92,7 @@ def run_measured(
         )
         timed_out = False
         while True:
-            sampled_kib = max(sampled_kib, _peak_kib_of(process.pid))
+            sampled_kib = max(sampled_kib, peak_rss_kib(process.pid))
             pid, status, usage = os.wait4(process.pid, os.WNOHANG)
             if pid:
                 break

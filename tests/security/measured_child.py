@@ -18,9 +18,13 @@ import sys
 from pathlib import Path
 
 
-def peak_rss_kib() -> int:
-    """This process's ``VmHWM`` in KiB (0 where ``/proc`` has no such line)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
+def peak_rss_kib(pid: int | str = "self") -> int:
+    """``VmHWM`` of a process in KiB (0 once it has exited, or where ``/proc`` has none)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    for line in status.splitlines():
         if line.startswith("VmHWM:"):
             return int(line.split()[1])
     return 0
