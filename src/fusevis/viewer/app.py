@@ -33,7 +33,6 @@ unknown message types each get an ``error`` frame and the connection stays open.
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import math
 from collections.abc import Callable, Hashable
@@ -48,8 +47,9 @@ from starlette.routing import Route, WebSocketRoute
 from fusevis.errors import FuseVisError, InputError
 from fusevis.viewer.access import Access, AccessGuard
 from fusevis.viewer.data import ViewerData
+from fusevis.viewer.export import export_arrays, npz_bytes
 from fusevis.viewer.frames import encode_frame
-from fusevis.viewer.scheduler import MAP_KINDS, estimates_available
+from fusevis.viewer.scheduler import estimates_available
 from fusevis.viewer.state import ViewerState
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -256,21 +256,9 @@ class ViewerApp:
             return JSONResponse({"error": "row and col must be integers"}, status_code=400)
         except FuseVisError as error:
             return JSONResponse({"error": str(error)}, status_code=400)
-        arrays = {f"input_{k}": x for k, x in enumerate(self.data.inputs)}
-        arrays["fused"] = self.data.hover.sessions[name].fused
-        arrays["pixel"] = np.array(pixel)
-        for kind in MAP_KINDS:
-            progress = self.data.maps.progress(name, kind)
-            if progress is not None and progress.finished:
-                prefix = "estimated_" if progress.estimate else ""  # never saved as exact
-                shown = progress.arrays.items()
-                arrays.update({prefix + k: v for k, v in shown if k.startswith(kind)})
-        arrays.update({f"jacobian_{k}": r for k, r in enumerate(rows)})
-        buffer = io.BytesIO()
-        np.savez_compressed(buffer, **arrays)
         filename = f"fusevis-{name}-{pixel[0]}-{pixel[1]}.npz"
         return Response(
-            buffer.getvalue(),
+            npz_bytes(export_arrays(self.data, name, pixel, rows)),
             media_type="application/octet-stream",
             headers={"Content-Disposition": f'attachment; filename="{filename}"'},
         )

@@ -1,0 +1,278 @@
+"""The kernel side of the notebook widget: the viewer's state, engine and maps behind a send.
+
+A :class:`NotebookSession` does for a widget what the viewer's websocket
+:class:`~fusevis.viewer.app.Connection` does for a page, with threads instead of asyncio and
+widget messages instead of websocket frames: the page's messages change one
+:class:`~fusevis.viewer.state.ViewerState` (:meth:`NotebookSession.handle`); only the
+latest wanted pixel is computed, on the :class:`~fusevis.viewer.hover.HoverEngine`'s
+thread; the maps stream from the :class:`~fusevis.viewer.scheduler.MapScheduler` with their
+progress; every frame is the viewer's binary frame (:mod:`fusevis.viewer.frames`), sent as
+one widget buffer through :class:`LatestOutbox`, which holds at most the latest pending
+frame of each kind.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Hashable
+from typing import Any
+
+import numpy as np
+
+from fusevis.errors import FuseVisError, InputError
+from fusevis.saliency.inputs import check_pixel
+from fusevis.viewer.app import (
+    COMPUTING_NOTICE_S,
+    computing_frame,
+    images_frame,
+    maps_frame,
+    parse_message,
+    progress_frame,
+)
+from fusevis.viewer.data import ViewerData
+from fusevis.viewer.export import export_arrays, npz_bytes
+from fusevis.viewer.frames import encode_frame
+from fusevis.viewer.state import ViewerState
+
+Send = Callable[[dict[str, Any], list[bytes]], None]
+Build = Callable[[], tuple[dict[str, Any], list[bytes]]]
+
+
+class LatestOutbox:
+    """Messages waiting for the page: at most the latest pending one per key, sent in order.
+
+    The thread-based counterpart of :class:`fusevis.viewer.app.Outbox`: putting a key again
+    replaces the waiting message (built only when it is sent) and moves it to the back.
+    """
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self._pending: dict[Hashable, Build] = {}
+        self._ready = threading.Condition()
+        self._closed = False
+        self.sent = 0
+        self._thread = threading.Thread(target=self._run, name="fusevis-widget-send", daemon=True)
+        self._thread.start()
+
+    def __len__(self) -> int:
+        with self._ready:
+            return len(self._pending)
+
+    def put(self, key: Hashable, build: Build) -> None:
+        """Queue ``build`` under ``key``, replacing a message still waiting there."""
+        with self._ready:
+            self._pending.pop(key, None)
+            self._pending[key] = build
+            self._ready.notify()
+
+    def close(self) -> None:
+        """Stop sending (a message being sent finishes)."""
+        with self._ready:
+            self._closed = True
+            self._pending.clear()
+            self._ready.notify()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while True:
+            with self._ready:
+                while not self._pending and not self._closed:
+                    self._ready.wait()
+                if self._closed:
+                    return
+                key = next(iter(self._pending))
+                build = self._pending.pop(key)
+            try:
+                content, buffers = build()
+                self._send(content, buffers)
+                self.sent += 1
+            except Exception as error:  # noqa: BLE001 - reported to the page, never fatal
+                message = f"{type(error).__name__}: {error}".splitlines()[0]
+                frame = encode_frame({"kind": "error", "message": message}, {})
+                self._send({"frame": True}, [frame])
+
+
+def _frame(build: Callable[[], bytes]) -> Build:
+    return lambda: ({"frame": True}, [build()])
+
+
+class NotebookSession:
+    """One widget's state, its pixel responder and its map listener.
+
+    Parameters
+    ----------
+    data : ViewerData
+        The image set, models, hover engine and map scheduler (closed by :meth:`close`).
+    send : callable(content, buffers)
+        Sends one widget message to the page (any thread).
+
+    Attributes
+    ----------
+    state : ViewerState
+        What the page is looking at (the page's messages change it through
+        :meth:`ViewerState.apply`, Python through :meth:`set_pixel`).
+    last_answer : (header, arrays) or None
+        The latest pixel answer sent to the page.
+    """
+
+    def __init__(self, data: ViewerData, send: Send) -> None:
+        self.data = data
+        self.state = ViewerState(data.shape, data.names)
+        self.outbox = LatestOutbox(send)
+        self.seq = 0
+        self.last_answer: tuple[dict[str, Any], dict[str, np.ndarray]] | None = None
+        self._wanted = threading.Event()
+        self._closed = False
+        self._lock = threading.Lock()
+        self.answered = threading.Condition(self._lock)
+        self.answers = 0
+        data.maps.add_listener(self._on_maps)
+        self._responder = threading.Thread(
+            target=self._respond, name="fusevis-widget-pixels", daemon=True
+        )
+        self._responder.start()
+
+    # -- from the page --------------------------------------------------------------------
+    def handle(self, message: object) -> None:
+        """Apply one message from the page (as the viewer does); errors go back to the page.
+
+        Besides the viewer's messages (docs/viewer.md), the widget sends ``ready`` (a view
+        was rendered: images, maps and the pixel are sent) and ``export_npz``.
+        """
+        try:
+            found, seq = parse_message(json.dumps(message, allow_nan=False))
+        except (TypeError, ValueError):
+            self.error("a message must be a JSON object of finite numbers")
+            return
+        except FuseVisError as error:
+            self.error(str(error))
+            return
+        if seq is not None:
+            self.seq = seq
+        if found["type"] == "ready":
+            self.send_view()
+            return
+        if found["type"] == "export_npz":
+            self.outbox.put(("npz",), self._npz_message)
+            return
+        try:
+            change = self.state.apply(found)
+        except KeyError as error:
+            self.error(f"message {found['type']!r} lacks the field {error}")
+            return
+        except FuseVisError as error:
+            self.error(str(error))
+            return
+        except (TypeError, ValueError, OverflowError) as error:
+            self.error(f"message {found['type']!r}: {error}")
+            return
+        if change.compute is not None:
+            name, kind, estimate = change.compute
+            try:
+                self.data.maps.request(name, kind, confirm=True, estimate=estimate)
+            except FuseVisError as error:
+                self.error(str(error))
+            self._queue_maps(name, kind, "progress")
+        if change.view:
+            self.send_view()
+        elif change.pixel:
+            self._wanted.set()
+
+    # -- from Python ----------------------------------------------------------------------
+    def set_pixel(self, pixel: tuple[int, int]) -> tuple[int, int]:
+        """Move the explained pixel (pinned or not); the page's marker follows its answer."""
+        self.state.pixel = check_pixel(pixel, self.data.shape)
+        self._wanted.set()
+        return self.state.pixel
+
+    def error(self, message: str) -> None:
+        """Show a one-line error in the page (the latest one, if several wait)."""
+        frame = encode_frame({"kind": "error", "message": message}, {})
+        self.outbox.put(("error",), lambda: ({"frame": True}, [frame]))
+
+    def send_view(self) -> None:
+        """Queue images and the maps of every model in view, and the pixel's answer."""
+        self.outbox.put(("images",), _frame(lambda: images_frame(self.data, self.state)))
+        for name in self.state.in_view:
+            kinds = ["guidance"] + (["influence"] if self.state.map_kind == "influence" else [])
+            for kind in kinds:
+                if self.data.compute_maps or kind == "influence":
+                    self.data.maps.request(name, kind)
+                self._queue_maps(name, kind)
+        self._wanted.set()
+
+    def export_npz(self, name: str | None = None) -> tuple[str, bytes]:
+        """The ``.npz`` of the current pixel and model (as the viewer's export): name, bytes."""
+        name = name or self.state.in_view[0]
+        if name not in self.data.hover.sessions:
+            raise InputError(None, f"unknown model {name!r}; this explorer has {self.data.names}")
+        pixel = self.state.pixel
+        hover = self.data.hover
+        rows = hover.submit(hover.full_jacobians, name, pixel).result()
+        filename = f"fusevis-{name}-{pixel[0]}-{pixel[1]}.npz"
+        return filename, npz_bytes(export_arrays(self.data, name, pixel, rows))
+
+    def _npz_message(self) -> tuple[dict[str, Any], list[bytes]]:
+        filename, content = self.export_npz()
+        return {"download": filename}, [content]
+
+    # -- workers --------------------------------------------------------------------------
+    def _on_maps(self, name: str, kind: str, what: str) -> None:
+        if name in self.state.in_view and kind in ("guidance", self.state.map_kind):
+            self._queue_maps(name, kind, what)
+
+    def _queue_maps(self, name: str, kind: str, what: str = "arrays") -> None:
+        if what == "arrays":
+            build = _frame(lambda: maps_frame(self.data, name, kind))
+            self.outbox.put(("maps", name, kind), build)
+        else:
+            build = _frame(lambda: progress_frame(self.data, name, kind))
+            self.outbox.put(("progress", name, kind), build)
+
+    def _respond(self) -> None:
+        """Answer the latest wanted pixel; requests that arrive meanwhile collapse into one."""
+        while True:
+            self._wanted.wait()
+            if self._closed:
+                return
+            self._wanted.clear()
+            seq, names, pixel = self.seq, self.state.in_view, self.state.pixel
+            notice = threading.Timer(
+                COMPUTING_NOTICE_S,
+                lambda s=seq, n=names, p=pixel: self.outbox.put(
+                    ("computing",), _frame(lambda: computing_frame(self.data, s, n, p))
+                ),
+            )
+            notice.daemon = True
+            notice.start()
+            hover = self.data.hover
+            try:
+                answer = hover.submit(
+                    self.data.pixel_frame, names, pixel, self._wanted.is_set
+                ).result()
+            except FuseVisError as error:
+                self.error(str(error))
+                continue
+            except RuntimeError:  # the engine was shut down: the widget is closing
+                return
+            finally:
+                notice.cancel()
+            if answer is None:  # overtaken between two models: the newer pixel is next
+                continue
+            header, arrays = answer
+            header.update(seq=seq, pinned=self.state.pinned)
+            self.outbox.put(("pixel",), _frame(lambda h=header, a=arrays: encode_frame(h, a)))
+            with self.answered:
+                self.last_answer = answer
+                self.answers += 1
+                self.answered.notify_all()
+
+    def close(self) -> None:
+        """Stop the responder and the sender, then the map worker and the engine."""
+        self._closed = True
+        self._wanted.set()
+        self.data.maps.remove_listener(self._on_maps)
+        self.outbox.close()
+        self.data.close()
+        self._responder.join(timeout=10)

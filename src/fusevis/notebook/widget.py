@@ -1,0 +1,286 @@
+"""The :class:`Explorer` widget: the viewer's panels in a notebook, linked to Python.
+
+The page and Python share the selected pixel (:attr:`Explorer.pixel`), the pin and the
+brushed region (:attr:`Explorer.region`) as widget traits that either side can set and
+Python can ``observe``; :attr:`Explorer.jacobian`, :attr:`Explorer.maps` and
+:attr:`Explorer.fused` return tensors. The kernel side is a
+:class:`~fusevis.notebook.session.NotebookSession`; the front end is the viewer's ES modules
+(:mod:`fusevis.notebook.frontend`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+import anywidget
+import numpy as np
+import torch
+import traitlets
+
+from fusevis.errors import FuseVisError
+from fusevis.notebook.errors import ExplorerError
+from fusevis.notebook.frontend import widget_css, widget_esm
+from fusevis.notebook.inputs import ModelsArgument, as_image_set, as_models
+from fusevis.notebook.session import NotebookSession
+from fusevis.saliency import MapCache
+from fusevis.saliency.inputs import check_pixel
+from fusevis.viewer.data import ViewerData
+from fusevis.viewer.scheduler import ASK_ABOVE_S
+
+Region = tuple[int, int, int, int]
+
+
+class Explorer(anywidget.AnyWidget):
+    """Hover a fusion network's output in a notebook and see each pixel's exact Jacobian.
+
+    Shows the viewer's panels (inputs, guidance maps or influence shares, Jacobian rows with
+    zoom windows and colour bars, fused image, guidance RGB, the G1-G2 scatter plot, 2-4
+    models side by side) for models and images given in Python.
+
+    Parameters
+    ----------
+    models : nn.Module, str, or a list of them, or dict of str to nn.Module
+        The networks: modules, shipped networks by name (``"DeepFuse"``) or model specs
+        as on the command line; a dict gives display names.
+    inputs : sequence of tensors, numpy arrays or paths, or ImageSet
+        The registered inputs (two or more, one shape); arrays are min-max scaled, files are
+        read as :func:`fusevis.io.load_image` reads them.
+    cache : str or path, optional
+        Where maps are cached (default: $FUSEVIS_CACHE).
+    compute_maps : bool
+        Start the guidance maps of the models in view when the widget is shown.
+    ask_above_s : float
+        Maps predicted to take longer wait for the user's go in the page.
+
+    Attributes
+    ----------
+    pixel : (int, int)
+        The explained pixel (row, col); hovering the page changes it, setting it moves the
+        page's marker.
+    pinned : bool
+        Whether the pixel is pinned (hovering ignored).
+    region : (top, bottom, left, right) or None
+        The selected rectangle (ends excluded, as slices): a shift-drag in the page sets it,
+        setting it tints it in the page.
+
+    Raises
+    ------
+    ExplorerError
+        One line, for inputs or models that cannot be used.
+
+    Examples
+    --------
+    >>> w = Explorer(["DeepFuse", "FunFuseAn"], (mri, pet))  # doctest: +SKIP
+    >>> w  # doctest: +SKIP
+    >>> w.pixel = (120, 64); w.jacobian["DeepFuse"][1].shape  # doctest: +SKIP
+    """
+
+    _esm = widget_esm()
+    _css = widget_css()
+    pixel = traitlets.Tuple(traitlets.Int(), traitlets.Int(), default_value=(0, 0)).tag(sync=True)
+    pinned = traitlets.Bool(False).tag(sync=True)
+    region = traitlets.Tuple(default_value=None, allow_none=True).tag(sync=True)
+
+    def __init__(
+        self,
+        models: ModelsArgument,
+        inputs: Any,
+        *,
+        cache: str | PathLike[str] | None = None,
+        compute_maps: bool = True,
+        ask_above_s: float = ASK_ABOVE_S,
+        **kwargs: Any,
+    ) -> None:
+        self._session: NotebookSession | None = None
+        try:
+            image_set = as_image_set(inputs)
+            named = as_models(models, image_set)
+            data = ViewerData(
+                image_set,
+                named,
+                MapCache(cache) if cache is not None else None,
+                compute_maps,
+                ask_above_s=ask_above_s,
+            )
+        except FuseVisError as error:
+            raise ExplorerError(str(error)) from None
+        super().__init__(**kwargs)
+        self._session = NotebookSession(data, self._to_page)
+        self.pixel = self._session.state.pixel
+        self.on_msg(self._on_page_message)
+
+    # -- the link to the page -----------------------------------------------------------
+    def _to_page(self, content: dict[str, Any], buffers: list[bytes]) -> None:
+        if self.comm is not None:
+            self.send(content, buffers)
+
+    def _on_page_message(self, _widget: object, content: Any, _buffers: Sequence[Any]) -> None:
+        session = self._live()
+        session.handle(content)
+        state = session.state
+        if tuple(self.pixel) != state.pixel:
+            self.pixel = state.pixel
+        if self.pinned != state.pinned:
+            self.pinned = state.pinned
+
+    @traitlets.validate("pixel")
+    def _valid_pixel(self, proposal: dict[str, Any]) -> tuple[int, int]:
+        if self._session is None:
+            return tuple(proposal["value"])
+        try:
+            return check_pixel(proposal["value"], self._session.data.shape)
+        except FuseVisError as error:
+            raise ExplorerError(str(error)) from None
+
+    @traitlets.observe("pixel")
+    def _pixel_changed(self, change: dict[str, Any]) -> None:
+        session = self._session
+        if session is not None and tuple(change["new"]) != session.state.pixel:
+            session.set_pixel(change["new"])  # set in Python: the page's marker follows
+
+    @traitlets.observe("pinned")
+    def _pinned_changed(self, change: dict[str, Any]) -> None:
+        session = self._session
+        if session is not None and change["new"] != session.state.pinned:
+            session.state.pinned = bool(change["new"])
+            session.set_pixel(session.state.pixel)
+
+    @traitlets.validate("region")
+    def _valid_region(self, proposal: dict[str, Any]) -> Region | None:
+        value = proposal["value"]
+        if value is None or self._session is None:
+            return value
+        height, width = self._session.data.shape
+        try:
+            top, bottom, left, right = (int(v) for v in value)
+        except (TypeError, ValueError):
+            raise ExplorerError(
+                f"region must be (top, bottom, left, right), got {value!r}"
+            ) from None
+        if not (0 <= top < bottom <= height and 0 <= left < right <= width):
+            raise ExplorerError(
+                f"region {(top, bottom, left, right)} is not a rectangle inside the "
+                f"{height}x{width} image (top < bottom <= {height}, left < right <= {width})"
+            )
+        return top, bottom, left, right
+
+    def _live(self) -> NotebookSession:
+        if self._session is None:
+            raise ExplorerError("this explorer is closed")
+        return self._session
+
+    # -- what Python reads ----------------------------------------------------------------
+    @property
+    def names(self) -> list[str]:
+        """The models' display names."""
+        return self._live().data.names
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """The images' (height, width)."""
+        return self._live().data.shape
+
+    @property
+    def inputs(self) -> list[torch.Tensor]:
+        """The inputs as the models take them, (1, C, H, W) each."""
+        return list(self._live().data.tensors)
+
+    @property
+    def fused(self) -> dict[str, torch.Tensor]:
+        """Each model's fused image, (H, W), by display name."""
+        sessions = self._live().data.hover.sessions
+        return {name: torch.from_numpy(s.fused.copy()) for name, s in sessions.items()}
+
+    @property
+    def jacobian(self) -> dict[str, tuple[torch.Tensor, ...]]:
+        """The current pixel's Jacobian rows, per model: one (1, C, H, W) tensor per input.
+
+        Exactly what :meth:`fusevis.saliency.PixelJacobian.attribute` returns for
+        :attr:`pixel` (zero outside the pixel's receptive field).
+        """
+        return self.jacobian_at(self.pixel)
+
+    def jacobian_at(self, pixel: tuple[int, int]) -> dict[str, tuple[torch.Tensor, ...]]:
+        """The Jacobian rows of any pixel, per model (see :attr:`jacobian`)."""
+        data = self._live().data
+        try:
+            chosen = check_pixel(pixel, data.shape)
+        except FuseVisError as error:
+            raise ExplorerError(str(error)) from None
+
+        def rows() -> dict[str, tuple[torch.Tensor, ...]]:
+            return {
+                name: tuple(r.detach() for r in s.jacobian.attribute(data.tensors, pixel=chosen))
+                for name, s in data.hover.sessions.items()
+            }
+
+        return data.hover.submit(rows).result()
+
+    @property
+    def maps(self) -> dict[str, dict[str, tuple[torch.Tensor, ...]]]:
+        """Guidance maps (summed over channels) and influence shares, per model.
+
+        ``w.maps[name]["guidance"][k]`` and ``w.maps[name]["influence"][k]`` are (H, W);
+        computed (and cached) first where needed: this waits for them.
+        """
+        return self.compute_maps()
+
+    def compute_maps(
+        self, timeout_s: float = 3600.0
+    ) -> dict[str, dict[str, tuple[torch.Tensor, ...]]]:
+        """Compute (or take from the cache) every model's maps and return them (see :attr:`maps`).
+
+        Raises
+        ------
+        ExplorerError
+            A map job failed, or did not finish within ``timeout_s``.
+        """
+        scheduler = self._live().data.maps
+        jobs = {name: scheduler.request(name, "influence", confirm=True) for name in self.names}
+        deadline = time.monotonic() + timeout_s
+        while not all(job.finished for job in jobs.values()):
+            for name, job in jobs.items():
+                if job.state == "error":
+                    raise ExplorerError(f"the maps of {name} failed: {job.error}")
+            if time.monotonic() > deadline:
+                raise ExplorerError(f"the maps did not finish within {timeout_s:g} s")
+            time.sleep(0.05)
+        count = len(self.inputs)
+        found = {}
+        for name, job in jobs.items():
+            arrays = job.arrays
+            found[name] = {
+                kind: tuple(torch.from_numpy(np.array(arrays[f"{kind}_{k}"])) for k in range(count))
+                for kind in ("guidance", "influence")
+            }
+        return found
+
+    @property
+    def region_mask(self) -> torch.Tensor:
+        """The selected region as an (H, W) boolean mask (all False without a region)."""
+        mask = torch.zeros(self.shape, dtype=torch.bool)
+        if self.region is not None:
+            top, bottom, left, right = self.region
+            mask[top:bottom, left:right] = True
+        return mask
+
+    def export_npz(self, path: str | PathLike[str], model: str | None = None) -> Path:
+        """Save the view's data as the viewer's export does (inputs, fused, maps, Jacobians)."""
+        try:
+            _, content = self._live().export_npz(model)
+        except FuseVisError as error:
+            raise ExplorerError(str(error)) from None
+        target = Path(path)
+        target.write_bytes(content)
+        return target
+
+    def close(self) -> None:
+        """Stop the widget's threads and close it in the page."""
+        session, self._session = self._session, None
+        if session is not None:
+            session.close()
+        super().close()
