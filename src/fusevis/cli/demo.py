@@ -26,7 +26,7 @@ def _shipped_models() -> list[str]:
 
     return [
         n
-        for n in list_models()
+        for n in list_models("medical")
         if get_entry(n).default_weights is not None or n == "WeightedAverage"
     ]
 

@@ -1,9 +1,12 @@
 """A registry of fusion networks and their weights, in the manner of torchvision.
 
-``list_models()`` names the registered networks; ``get_model(name, weights=...)`` builds one
-(in eval mode) with ``weights="DEFAULT"`` (the shipped pretrained weights), ``None``
-(random initialisation) or a path to any weights file. ``resolve_model`` also accepts a
-user's own network as ``package.module:Name`` or ``path/to/file.py:Name``.
+``list_models()`` names the registered networks, ``list_models(task)`` those meant for one
+task (the paper's networks are MRI–PET ones; the :data:`TASK_NETWORKS`, such as
+``DeepFuse-multiexposure``, were trained on synthetic multi-focus or multi-exposure pairs).
+``get_model(name, weights=...)`` builds one (in eval mode) with ``weights="DEFAULT"`` (the
+shipped pretrained weights), ``None`` (random initialisation) or a path to any weights
+file. ``resolve_model`` also accepts a user's own network as ``package.module:Name`` or
+``path/to/file.py:Name``.
 """
 
 from __future__ import annotations
@@ -61,6 +64,7 @@ class ModelEntry:
     builder: Callable[[], nn.Module]
     weights: dict[str, Weights] = field(default_factory=dict)
     description: str = ""
+    task: str = "medical"
 
     @property
     def default_weights(self) -> Weights | None:
@@ -71,10 +75,13 @@ class ModelEntry:
 _REGISTRY: dict[str, ModelEntry] = {}
 
 
-def register_model(name: str, description: str = "") -> Callable[[Callable[[], nn.Module]], Any]:
+def register_model(
+    name: str, description: str = "", task: str = "medical"
+) -> Callable[[Callable[[], nn.Module]], Any]:
     """Decorator registering a network class or factory under ``name``.
 
     Shipped weights are found as ``weights/<name>.safetensors`` and become ``DEFAULT``.
+    ``task`` is the fusion task the network (its shipped weights) is meant for.
     """
 
     def wrap(builder: Callable[[], nn.Module]) -> Callable[[], nn.Module]:
@@ -82,6 +89,7 @@ def register_model(name: str, description: str = "") -> Callable[[Callable[[], n
             name,
             builder,
             description=description or (builder.__doc__ or "").strip().splitlines()[0],
+            task=task,
         )
         shipped = WEIGHTS_DIR / f"{name}.safetensors"
         if shipped.is_file():
@@ -94,14 +102,29 @@ def register_model(name: str, description: str = "") -> Callable[[Callable[[], n
 
 for _cls in (FunFuseAn, MaskNet, DeepFuse, DeepPedestrian):
     register_model(_cls.__name__)(_cls)
-register_model("WeightedAverage", "Per-pixel intensity-weighted averaging (no weights).")(
-    WeightedAverage
+register_model(
+    "WeightedAverage", "Per-pixel intensity-weighted averaging (no weights).", task="any"
+)(WeightedAverage)
+
+#: Paper architectures trained for another task (``fusevis train --task ...``): name,
+#: architecture, task. Registered only where ``weights/<name>.safetensors`` ships.
+TASK_NETWORKS: tuple[tuple[str, type[nn.Module], str], ...] = (
+    ("DeepFuse-multiexposure", DeepFuse, "multi-exposure"),
+    ("FunFuseAn-multifocus", FunFuseAn, "multi-focus"),
+    ("DeepFuse-multifocus", DeepFuse, "multi-focus"),
 )
+for _name, _cls, _task in TASK_NETWORKS:
+    if (WEIGHTS_DIR / f"{_name}.safetensors").is_file():
+        register_model(
+            _name,
+            f"{_cls.__name__} trained on synthetic {_task} pairs (see docs/tasks.md).",
+            task=_task,
+        )(_cls)
 
 
-def list_models() -> list[str]:
-    """Names of the registered networks."""
-    return list(_REGISTRY)
+def list_models(task: str | None = None) -> list[str]:
+    """Names of the registered networks; with ``task``, those meant for it (and ``any``)."""
+    return [n for n, e in _REGISTRY.items() if task is None or e.task in (task, "any")]
 
 
 def get_entry(name: str) -> ModelEntry:

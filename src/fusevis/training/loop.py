@@ -16,11 +16,13 @@ from torch import nn
 
 from fusevis.errors import FuseVisError
 from fusevis.io.loading import ImageSet
-from fusevis.training.losses import LossWeights, fusion_loss
+from fusevis.training.losses import TRUTH_LAMBDA, LossWeights, fusion_loss, truth_loss
 
 CHECKPOINT_NAME = "checkpoint.pt"
 HISTORY_NAME = "loss.csv"
 HISTORY_COLUMNS = ("epoch", "step", "loss", "ssim1", "ssim2", "mse1", "mse2")
+TRUTH_HISTORY_COLUMNS = ("epoch", "step", "loss", "ssim_truth", "l1_truth")
+TARGETS = ("inputs", "truth")
 
 
 @dataclass
@@ -39,6 +41,8 @@ class TrainConfig:
     clip_grad: float | None = None
     schedule: str = "constant"
     skip_nonfinite: bool = False
+    target: str = "inputs"
+    truth_lambda: float = TRUTH_LAMBDA
 
 
 def stack_pairs(sets: Sequence[ImageSet]) -> torch.Tensor:
@@ -93,10 +97,12 @@ def _save_checkpoint(
     temporary.replace(path)
 
 
-def _append_history(path: Path, rows: list[dict[str, float]]) -> None:
+def _append_history(
+    path: Path, rows: list[dict[str, float]], columns: Sequence[str] = HISTORY_COLUMNS
+) -> None:
     new = not path.exists()
     with path.open("a", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=HISTORY_COLUMNS)
+        writer = csv.DictWriter(handle, fieldnames=columns)
         if new:
             writer.writeheader()
         writer.writerows(rows)
@@ -117,9 +123,13 @@ def plot_history(csv_path: Path, png_path: Path) -> None:
     figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.5))
     left.plot(steps, [float(r["loss"]) for r in rows])
     left.set(xlabel="step", ylabel="loss", title="training loss")
-    right.plot(steps, [float(r["ssim1"]) for r in rows], label="SSIM(F, x1)")
-    right.plot(steps, [float(r["ssim2"]) for r in rows], label="SSIM(F, x2)")
-    right.set(xlabel="step", ylabel="SSIM", title="SSIM to each input")
+    if "ssim_truth" in rows[0]:
+        right.plot(steps, [float(r["ssim_truth"]) for r in rows], label="SSIM(F, truth)")
+        right.set(xlabel="step", ylabel="SSIM", title="SSIM to the ground truth")
+    else:
+        right.plot(steps, [float(r["ssim1"]) for r in rows], label="SSIM(F, x1)")
+        right.plot(steps, [float(r["ssim2"]) for r in rows], label="SSIM(F, x2)")
+        right.set(xlabel="step", ylabel="SSIM", title="SSIM to each input")
     right.legend()
     figure.tight_layout()
     figure.savefig(png_path, dpi=100)
@@ -127,6 +137,9 @@ def plot_history(csv_path: Path, png_path: Path) -> None:
 
 
 ProgressCallback = Callable[[int, int, dict[str, float]], None]
+#: Makes the batch of a 0-based global step: (B, N, c, c) inputs, then the truth with
+#: ``target="truth"`` (B, N + 1, c, c).
+BatchSampler = Callable[[int], torch.Tensor]
 
 
 def _buffer_snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -143,13 +156,21 @@ def _restore_buffers(model: nn.Module, snapshot: dict[str, torch.Tensor]) -> Non
 
 def train(
     model: nn.Module,
-    data: torch.Tensor,
+    data: torch.Tensor | None,
     out_dir: Path,
     config: TrainConfig,
     resume: bool = False,
     progress: ProgressCallback | None = None,
+    sampler: BatchSampler | None = None,
 ) -> dict[str, Any]:
-    """Train ``model`` on (S, 2, H, W) pairs with the paper's loss.
+    """Train ``model`` on (S, 2, H, W) pairs with the paper's loss, or on sampled batches.
+
+    With ``sampler`` (and ``data`` None) each step's batch is ``sampler(step)`` (the
+    synthetic tasks' pairs made on the fly, :mod:`fusevis.training.pairs`), and
+    ``config.steps_per_epoch`` must be set. With ``config.target == "truth"`` the last
+    channel of a batch is the ground truth and the loss is
+    :func:`~fusevis.training.losses.truth_loss`; with ``"inputs"`` it is the paper's
+    unsupervised :func:`~fusevis.training.losses.fusion_loss` on the two inputs.
 
     A checkpoint (``checkpoint.pt``: model, optimiser, RNG state, epoch) is written
     atomically after every epoch, the per-step loss terms are appended to ``loss.csv`` and
@@ -180,7 +201,16 @@ def train(
         start_epoch, elapsed = int(state["epoch"]), float(state["elapsed_s"])
     elif history_path.exists():
         history_path.unlink()
-    steps = config.steps_per_epoch or max(1, data.shape[0] // config.batch_size)
+    if config.target not in TARGETS:
+        raise FuseVisError(f"unknown training target {config.target!r} (inputs or truth)")
+    if sampler is None and data is None:
+        raise FuseVisError("training needs image pairs or a batch sampler")
+    if sampler is None and config.target == "truth":
+        raise FuseVisError("a paired dataset has no ground truth: train with target inputs")
+    if data is None and not config.steps_per_epoch:
+        raise FuseVisError("pairs made on the fly need a number of steps per epoch")
+    steps = config.steps_per_epoch or max(1, data.shape[0] // config.batch_size)  # type: ignore[union-attr]
+    columns = TRUTH_HISTORY_COLUMNS if config.target == "truth" else HISTORY_COLUMNS
     if config.schedule not in ("constant", "cosine"):
         raise FuseVisError(f"unknown lr schedule {config.schedule!r} (constant or cosine)")
     last: dict[str, float] = {}
@@ -189,7 +219,10 @@ def train(
         began = time.perf_counter()
         rows = []
         for step in range(steps):
-            batch = sample_batch(data, config, generator).to(device)
+            if sampler is not None:
+                batch = sampler(epoch * steps + step).to(device)
+            else:
+                batch = sample_batch(data, config, generator).to(device)  # type: ignore[arg-type]
             x1, x2 = batch[:, 0:1], batch[:, 1:2]
             if config.schedule == "cosine":
                 progress_fraction = (epoch * steps + step) / (config.epochs * steps)
@@ -197,7 +230,10 @@ def train(
                     group["lr"] = config.lr * 0.5 * (1 + math.cos(math.pi * progress_fraction))
             optimizer.zero_grad(set_to_none=True)
             buffers = _buffer_snapshot(model) if config.skip_nonfinite else {}
-            loss, terms = fusion_loss(model(x1, x2), x1, x2, config.loss)
+            if config.target == "truth":
+                loss, terms = truth_loss(model(x1, x2), batch[:, -1:], config.truth_lambda)
+            else:
+                loss, terms = fusion_loss(model(x1, x2), x1, x2, config.loss)
             if not torch.isfinite(loss):
                 if not config.skip_nonfinite:
                     raise FuseVisError(
@@ -217,7 +253,7 @@ def train(
                 progress(epoch * steps + step + 1, config.epochs * steps, last)
         elapsed += time.perf_counter() - began
         _save_checkpoint(checkpoint_path, model, optimizer, epoch + 1, generator, elapsed, config)
-        _append_history(history_path, rows)
+        _append_history(history_path, rows, columns)
         plot_history(history_path, out_dir / "loss.png")
     model.eval()
     return {

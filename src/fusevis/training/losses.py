@@ -65,3 +65,26 @@ def fusion_loss(
         "mse2": m2.item(),
     }
     return loss, terms
+
+
+#: Default weight of the SSIM term of :func:`truth_loss` (Zhao et al.'s SSIM + L1 mix).
+TRUTH_LAMBDA = 0.84
+
+
+def truth_loss(
+    fused: torch.Tensor, truth: torch.Tensor, lam: float = TRUTH_LAMBDA
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """The supervised loss against a known fused image (synthetic tasks).
+
+    L = λ·(1 − SSIM(F, T)) + (1 − λ)·mean|F − T|, with :func:`ssim_index` (the fused image
+    clipped at 0). The L1 term pulls the output onto the truth's levels, inside [0, 1].
+
+    Returns
+    -------
+    tuple
+        The scalar loss and a dict with ``loss``, ``ssim_truth``, ``l1_truth``.
+    """
+    s = ssim_index(fused, truth)
+    l1 = functional.l1_loss(fused, truth)
+    loss = lam * (1 - s) + (1 - lam) * l1
+    return loss, {"loss": loss.item(), "ssim_truth": s.item(), "l1_truth": l1.item()}
