@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable, Hashable
 from typing import Any
 
@@ -123,6 +124,7 @@ class NotebookSession:
         self.seq = 0
         self.last_answer: tuple[dict[str, Any], dict[str, np.ndarray]] | None = None
         self._wanted = threading.Event()
+        self._received = time.perf_counter()  # when the latest page message arrived
         self._closed = False
         self._lock = threading.Lock()
         self.answered = threading.Condition(self._lock)
@@ -150,6 +152,7 @@ class NotebookSession:
             return
         if seq is not None:
             self.seq = seq
+        self._received = time.perf_counter()
         if found["type"] == "ready":
             self.send_view()
             return
@@ -182,6 +185,7 @@ class NotebookSession:
     # -- from Python ----------------------------------------------------------------------
     def set_pixel(self, pixel: tuple[int, int]) -> tuple[int, int]:
         """Move the explained pixel (pinned or not); the page's marker follows its answer."""
+        self._received = time.perf_counter()
         self.state.pixel = check_pixel(pixel, self.data.shape)
         self._wanted.set()
         return self.state.pixel
@@ -238,6 +242,7 @@ class NotebookSession:
                 return
             self._wanted.clear()
             seq, names, pixel = self.seq, self.state.in_view, self.state.pixel
+            received = self._received
             notice = threading.Timer(
                 COMPUTING_NOTICE_S,
                 lambda s=seq, n=names, p=pixel: self.outbox.put(
@@ -262,7 +267,12 @@ class NotebookSession:
                 continue
             header, arrays = answer
             header.update(seq=seq, pinned=self.state.pinned)
-            self.outbox.put(("pixel",), _frame(lambda h=header, a=arrays: encode_frame(h, a)))
+
+            def build(h: dict[str, Any] = header, a: dict = arrays, r: float = received) -> bytes:
+                h["kernel_ms"] = (time.perf_counter() - r) * 1e3  # message in to frame out
+                return encode_frame(h, a)
+
+            self.outbox.put(("pixel",), _frame(build))
             with self.answered:
                 self.last_answer = answer
                 self.answers += 1

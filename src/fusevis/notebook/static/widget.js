@@ -88,7 +88,7 @@ export function mount(model, el) {
   // what the browser tests and the benchmark read (as the viewer's window.fusevis)
   const hook = {
     store, latencies: [], computeMs: [], renderMs: [], stale: 0, paintedSeq: -1, ready: false, painted: 0,
-    computing: null, paintedPixels: [], maxAbs, sent: 0, root: el, downloads: [],
+    computing: null, paintedPixels: [], maxAbs, sent: 0, root: el, downloads: [], kernelMs: [],
   };
   el.fusevis = hook;
   window.fusevisWidgets = window.fusevisWidgets || [];
@@ -158,6 +158,7 @@ export function mount(model, el) {
     hook.paintedPixels.push(header.pixel.join());
     if (hook.paintedPixels.length > 1000) hook.paintedPixels.splice(0, 500);
     hook.computeMs.push(header.compute_ms);
+    hook.kernelMs.push(header.kernel_ms);  // the kernel's time, message in to frame out
     const started = sentAt.get(header.seq);
     requestAnimationFrame(() => {
       hook.painted += 1;
