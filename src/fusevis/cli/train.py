@@ -23,6 +23,8 @@ def _modalities(values: list[str]) -> list[str]:
 
 
 TASK_CHOICES = ("paired", "multi-focus", "multi-exposure")
+#: Batches over which BatchNorm statistics are recomputed after training on the fly.
+BATCHNORM_BATCHES = 50
 
 
 def _stops(text: str) -> tuple[float, ...]:
@@ -227,6 +229,17 @@ def train_command(
             sampler=inputs.get("sampler"),
         )
     network = network.cpu().eval()
+    if synthetic:
+        from fusevis.training.loop import recalibrate_batchnorm
+
+        total = epochs * steps_per_epoch
+        batches = [inputs["sampler"](total + i) for i in range(BATCHNORM_BATCHES)]
+        if recalibrate_batchnorm(network, batches):
+            inputs["preprocessing"] += (
+                "; BatchNorm running statistics recomputed after training as the mean over "
+                f"{BATCHNORM_BATCHES} further batches (steps {total} to "
+                f"{total + BATCHNORM_BATCHES - 1})"
+            )
     scores: dict[str, Any] = {}
     if test_pair:
         scores = ssim_scores(network, load_images(test_pair, max_pixels=max_pixels))

@@ -154,6 +154,33 @@ def _restore_buffers(model: nn.Module, snapshot: dict[str, torch.Tensor]) -> Non
             buffer.copy_(snapshot[name])
 
 
+@torch.no_grad()
+def recalibrate_batchnorm(model: nn.Module, batches: Sequence[torch.Tensor]) -> int:
+    """Set every BatchNorm layer's running statistics to their average over ``batches``.
+
+    During training a BatchNorm layer normalises by the batch's own statistics, and keeps
+    an exponential average (momentum 0.1) of the last few for inference; with small,
+    varied batches that average is noisy and the network in eval mode drifts from what it
+    learned. This recomputes them as the plain mean over the given (B, N[+1], c, c)
+    batches (inputs as channels 0 and 1), in train mode without gradients. Returns the
+    number of BatchNorm layers reset (0: the model is left as it was).
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return 0
+    momenta = [m.momentum for m in norms]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # cumulative average
+    model.train()
+    for batch in batches:
+        model(batch[:, 0:1], batch[:, 1:2])
+    for norm, momentum in zip(norms, momenta, strict=True):
+        norm.momentum = momentum
+    model.eval()
+    return len(norms)
+
+
 def train(
     model: nn.Module,
     data: torch.Tensor | None,

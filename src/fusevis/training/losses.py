@@ -76,15 +76,18 @@ def truth_loss(
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The supervised loss against a known fused image (synthetic tasks).
 
-    L = λ·(1 − SSIM(F, T)) + (1 − λ)·mean|F − T|, with :func:`ssim_index` (the fused image
-    clipped at 0). The L1 term pulls the output onto the truth's levels, inside [0, 1].
+    L = λ·(1 − SSIM(F, T)) + (1 − λ)·mean|F − T|, SSIM as in :func:`ssim_index` but on the
+    fused image as it is: not clipped at 0, so an output below 0 (which the saved image
+    would show as a grey background after min-max scaling) costs in both terms. Inverting
+    the image does not pay against a known truth, so the clip is not needed here; with it,
+    a network trained on dark crops put them at −1, where tanh passes no L1 gradient back.
 
     Returns
     -------
     tuple
         The scalar loss and a dict with ``loss``, ``ssim_truth``, ``l1_truth``.
     """
-    s = ssim_index(fused, truth)
+    s = ssim(fused, truth, data_range=1.0, size_average=True)
     l1 = functional.l1_loss(fused, truth)
     loss = lam * (1 - s) + (1 - lam) * l1
     return loss, {"loss": loss.item(), "ssim_truth": s.item(), "l1_truth": l1.item()}
