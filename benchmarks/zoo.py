@@ -25,6 +25,7 @@ every network are timed (target: under 60 s each), with the card named.
 from __future__ import annotations
 
 import argparse
+import functools
 import inspect
 import os
 import platform
@@ -139,12 +140,22 @@ def main() -> None:
     parser.add_argument("--reference-pixels", type=int, default=3)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--no-guidance", action="store_true")
+    parser.add_argument(
+        "--exact-way",
+        choices=["auto", "vmap", "replicate"],
+        default="auto",
+        help="how exact maps without structure batch their backward passes (batched.exact_maps)",
+    )
     parser.add_argument("--smoke", action="store_true", help="32², 2 pixels: checks the script")
     parser.add_argument("--markdown", type=Path, help="also write the tables to this file")
     args = parser.parse_args()
     if args.smoke:
         args.size, args.pixels, args.reference_pixels = 32, 2, 1
     device = torch.device(args.device)
+    if args.exact_way != "auto":
+        from fusevis.saliency import batched
+
+        batched.exact_maps = functools.partial(batched.exact_maps, way=args.exact_way)
     builders = dict(ZOO)
     card = torch.cuda.get_device_name(device) if device.type == "cuda" else "no GPU"
     lines = [

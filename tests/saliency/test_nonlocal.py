@@ -3,6 +3,8 @@ and estimates only when asked for, with bounds that hold where they are checked.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -11,7 +13,7 @@ from torch import nn
 from fusevis.errors import InputError, ModelError
 from fusevis.saliency import PixelJacobian, guidance_maps, influence_maps
 from fusevis.saliency.batched import z_value
-from fusevis.saliency.locality import sample_pixels
+from fusevis.saliency.locality import analyse_locality, sample_pixels, verify_field
 from fusevis.saliency.lowrank import LowRank, find_structure
 
 from .zoo_nonlocal import BUILDERS, STRUCTURE
@@ -278,3 +280,46 @@ def test_scalar_global_quantities() -> None:
     model(*leaves)[0, 0, 0, 13].backward()
     for row, leaf in zip(found.dense(), leaves, strict=True):
         assert float((row - leaf.grad).abs().max()) <= 1e-12 * float(leaf.grad.abs().max())
+
+
+# -- windows: local, on crops that start where the image's windows start -------------------------
+
+
+def test_window_attention_is_local_on_crops_aligned_to_its_windows() -> None:
+    """Swin-style windows (window 4, then shifted by 2 with ``torch.roll`` and a mask): the
+    tracer stops at the window partition, the field is measured, and crops are exact only
+    where they start on a multiple of the window. The rows, the guidance and the influence
+    maps computed on such crops equal float64 autograd over the whole image."""
+    torch.manual_seed(0)
+    model = BUILDERS["ShiftedWindow"](6).double().eval()
+    size = (24, 28)
+    generator = torch.Generator().manual_seed(1)
+    inputs = tuple(
+        torch.rand(1, 1, *size, generator=generator, dtype=torch.float64) for _ in range(2)
+    )
+    locality = analyse_locality(model, inputs, cache=False)
+    assert locality.local and locality.field is not None, locality.how
+    assert locality.field.stride == (4, 4) and "multiples of 4" in locality.how
+    assert locality.field.height < size[0] and locality.field.width < size[1]
+    pixels = sample_pixels(size, count=4)
+    unaligned = replace(locality.field, stride=(1, 1))
+    assert verify_field(model, inputs, unaligned, 0, pixels) > 1e-3  # why the period matters
+
+    jacobian = torch.autograd.functional.jacobian(
+        lambda *xs: model(*xs)[0, 0], inputs, vectorize=True
+    )
+    reference = tuple(j[:, :, 0] for j in jacobian)  # (H, W, C, H, W) per input
+    found = PixelJacobian(model).explain_pixels(inputs, pixels)
+    assert {f.strategy for f in found} == {"crop"}
+    for result, (r, c) in zip(found, pixels, strict=True):
+        for k, row in enumerate(result.dense()):
+            expected = reference[k][r, c]
+            assert float((row[0] - expected).abs().max()) <= 1e-9 * float(expected.abs().max())
+    maps = influence_maps(model, inputs)
+    assert "probe colouring" in maps.method and not maps.estimate
+    rows, cols = torch.meshgrid(torch.arange(size[0]), torch.arange(size[1]), indexing="ij")
+    for k, ref in enumerate(reference):
+        expected = ref[rows, cols, :, rows, cols].permute(2, 0, 1).numpy()
+        assert np.abs(maps.guidance[k] - expected).max() <= 1e-9 * np.abs(expected).max()
+        magnitude = ref.abs().sum(dim=(2, 3, 4)).numpy()
+        assert np.abs(maps.influence[k] - magnitude).max() <= 1e-9 * magnitude.max()

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import nn
@@ -28,6 +28,7 @@ from fusevis.saliency.switches import frozen_parameters
 from fusevis.saliency.trace import NotLocal, TraceFailure, trace_receptive_fields
 
 VERIFY_TOLERANCE = 1e-9
+ALIGNMENTS = (2, 4, 8, 16, 32)  # crop periods tried for a measured field that fails
 
 
 @dataclass
@@ -94,10 +95,12 @@ def measure_fields(
     inputs: tuple[torch.Tensor, ...],
     channel: OutputChannel,
     margin_fraction: float = 0.25,
+    pixels: list[tuple[int, int]] | None = None,
 ) -> list[ReceptiveField]:
     """Measure each input's field from float64 gradients, with a safety margin.
 
-    The support (exactly non-zero entries) of the Jacobian rows of several pixels is taken
+    The support (exactly non-zero entries) of the Jacobian rows of several pixels (three
+    spread over the image unless ``pixels`` are given) is taken
     over the real inputs and two random ones; the bounding offsets are widened by
     ``max(2, margin_fraction × radius)`` because ReLUs can zero gradients inside the field.
 
@@ -116,7 +119,7 @@ def measure_fields(
         )
         for _ in range(2)
     ]
-    pixels = [
+    pixels = pixels or [
         (height // 2, width // 2),
         (height // 3, width // 4),
         (2 * height // 3, 3 * width // 4),
@@ -169,6 +172,7 @@ def verify_field(
     the sum of their Jacobian rows; it must equal the sum of the crop rows placed in the
     image. A field that is too small misses part of some row and fails the check.
     """
+    pixels = list(dict.fromkeys(pixels))  # each once: the probe holds a pixel's 1 once
     twin, originals = _float64_copy(model, inputs)
     shape = tuple(inputs[0].shape[-2:])
     with frozen_parameters(twin):
@@ -191,6 +195,71 @@ def verify_field(
         scale = float(reference.abs().max()) or 1.0
         worst = max(worst, float((total - reference).abs().max()) / scale)
     return worst
+
+
+def _aligned_field(
+    model: nn.Module,
+    inputs: tuple[torch.Tensor, ...],
+    rf: ReceptiveField,
+    channel: OutputChannel,
+    pixels: list[tuple[int, int]],
+) -> tuple[ReceptiveField, float] | None:
+    """The measured field with crops starting on multiples of a period, if one verifies.
+
+    Networks that cut the image into windows (Swin-style attention, ``view`` into blocks,
+    shifted by ``torch.roll``) are local, but a crop computes a pixel as the whole image does
+    only where the crop's windows are the image's: where it starts on a multiple of the
+    window. The smallest period in :data:`ALIGNMENTS` whose crops pass the check is taken.
+    """
+    shape = tuple(inputs[0].shape[-2:])
+    for period in ALIGNMENTS:
+        if period * 2 > min(shape):
+            break
+        aligned = replace(rf, stride=(period, period))
+        try:
+            # A window's pixels reach differently far: measure again at every phase, on an
+            # aligned part of the image (the field repeats with the period).
+            part = _aligned_part(inputs, period, max(64, 4 * (rf.radius + period)))
+            part_shape = tuple(part[0].shape[-2:])
+            for measured in measure_fields(
+                model, part, channel, pixels=phase_pixels(part_shape, period)
+            ):
+                aligned = aligned.union(measured)
+            error = verify_field(
+                model, inputs, aligned, channel, pixels + phase_pixels(shape, period)
+            )
+        except ModelError:
+            continue
+        except NotLocal:
+            return None
+        if error <= VERIFY_TOLERANCE:
+            return aligned, error
+    return None
+
+
+def _aligned_part(
+    inputs: tuple[torch.Tensor, ...], period: int, side: int
+) -> tuple[torch.Tensor, ...]:
+    """The inputs cut to about ``side`` × ``side`` around the centre, starting on the period."""
+    height, width = inputs[0].shape[-2:]
+    rows = min(height, max(period, side // period * period))
+    cols = min(width, max(period, side // period * period))
+    top = max(0, (height - rows) // 2) // period * period
+    left = max(0, (width - cols) // 2) // period * period
+    return tuple(x[..., top : top + rows, left : left + cols] for x in inputs)
+
+
+def phase_pixels(shape: tuple[int, int], period: int) -> list[tuple[int, int]]:
+    """Pixels near the image's centre at every offset from a multiple of ``period``.
+
+    Each row offset and each column offset appears (twice, in two pairings: the diagonal and
+    the anti-diagonal of a period × period block).
+    """
+    top = (shape[0] // 2) // period * period
+    left = (shape[1] // 2) // period * period
+    found = {(top + i, left + i) for i in range(period)}
+    found |= {(top + i, left + period - 1 - i) for i in range(period)}
+    return sorted((min(r, shape[0] - 1), min(c, shape[1] - 1)) for r, c in found)
 
 
 def analyse_locality(
@@ -254,6 +323,12 @@ def _analyse(
             return Locality(False, None, [], f"{how}; the model fails on crops: {failure}")
         if error <= VERIFY_TOLERANCE:
             return Locality(True, combined, per_input, how, error)
+        if how.startswith("measured") and combined.stride == (1, 1) and "widened" not in how:
+            aligned = _aligned_field(model, inputs, combined, channel, pixels)
+            if aligned is not None:
+                field_, error = aligned
+                note = f"{how}; crops start on multiples of {field_.stride[0]} (windows)"
+                return Locality(True, field_, [field_] * len(inputs), note, error)
         combined = combined.widened(max(2, combined.radius))
         per_input = [combined] * len(inputs)
         how += "; widened after verification"
