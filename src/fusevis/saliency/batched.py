@@ -195,7 +195,7 @@ class Replicated:
     instead of a vmapped backward pass over one kept forward (which may fall back to slow
     batching rules); it costs a forward pass per pixel more. It needs a model that treats
     the images of a batch independently, which :meth:`agrees` checks against the kept
-    forward's rows. Not timed on a GPU yet, so not the default.
+    forward's rows. Slower than vmap on an H100 (docs/saliency.md), so not the default.
     """
 
     def __init__(self, model: nn.Module, channel: OutputChannel) -> None:
@@ -258,8 +258,8 @@ def exact_maps(
 
     ``way``: ``"vmap"`` (a vmapped backward pass over one kept full-image forward),
     ``"replicate"`` (:class:`Replicated`, checked on the first batch; where the check fails
-    the vmapped way is taken) or ``"auto"`` (vmap: the way measured on a GPU, an H200 at
-    256²: 99.5 s for the zoo's shifted windows, 34.3 s for its global attention). Rows
+    the vmapped way is taken) or ``"auto"`` (vmap: faster on a GPU, an H100 at 256²: 42.2 s
+    for the zoo's global attention against 85.0 s replicated, docs/saliency.md). Rows
     finished before (``(0, row)`` in ``done``) are skipped; a row is marked done when its
     last pixel is.
     """
