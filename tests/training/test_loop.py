@@ -5,7 +5,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from fusevis.training.loop import TrainConfig, recalibrate_batchnorm, train
+from fusevis.training.loop import TrainConfig, train
 from fusevis.training.losses import truth_loss
 
 
@@ -29,17 +29,29 @@ class Normed(nn.Module):
         return self.norm(self.conv(torch.cat([a, b], 1))).mean(1, keepdim=True)
 
 
-def test_recalibrated_statistics_are_the_mean_over_the_batches() -> None:
+def test_frozen_batchnorm_keeps_its_statistics_and_trains_its_affine(tmp_path: Path) -> None:
+    def sampler(step: int) -> torch.Tensor:
+        inputs = torch.rand(2, 2, 16, 16, generator=torch.Generator().manual_seed(step)) * 3
+        return torch.cat([inputs, inputs.mean(1, keepdim=True)], 1)
+
     torch.manual_seed(0)
     model = Normed()
-    batches = [torch.rand(4, 3, 8, 8) * (k + 1) for k in range(3)]
-    assert recalibrate_batchnorm(model, batches) == 1
-    with torch.no_grad():
-        features = [model.conv(b[:, :2]) for b in batches]
-    means = torch.stack([f.mean((0, 2, 3)) for f in features]).mean(0)
-    assert torch.allclose(model.norm.running_mean, means, atol=1e-6)
-    assert not model.training and model.norm.momentum == 0.1
-    assert recalibrate_batchnorm(nn.Conv2d(2, 1, 1), batches) == 0
+    config = TrainConfig(
+        epochs=1, steps_per_epoch=3, batch_size=2, target="truth", freeze_batchnorm=True
+    )
+    train(model, None, tmp_path, config, sampler=sampler)
+    assert torch.equal(model.norm.running_mean, torch.zeros(3))
+    assert torch.equal(model.norm.running_var, torch.ones(3))
+    assert not torch.equal(model.norm.weight.detach(), torch.ones(3))  # gamma trained
+    unfrozen = Normed()
+    train(
+        unfrozen,
+        None,
+        tmp_path / "b",
+        TrainConfig(**{**config.__dict__, "freeze_batchnorm": False}),
+        sampler=sampler,
+    )
+    assert not torch.equal(unfrozen.norm.running_mean, torch.zeros(3))
 
 
 def test_training_from_a_sampler_against_the_truth(tmp_path: Path) -> None:

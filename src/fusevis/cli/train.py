@@ -23,8 +23,6 @@ def _modalities(values: list[str]) -> list[str]:
 
 
 TASK_CHOICES = ("paired", "multi-focus", "multi-exposure")
-#: Batches over which BatchNorm statistics are recomputed after training on the fly.
-BATCHNORM_BATCHES = 50
 
 
 def _stops(text: str) -> tuple[float, ...]:
@@ -194,6 +192,7 @@ def train_command(
         skip_nonfinite=skip_nonfinite,
         target=objective,
         truth_lambda=lam_value,
+        freeze_batchnorm=synthetic,
     )
     columns = (
         TextColumn("[bold]{task.description}"),
@@ -229,17 +228,6 @@ def train_command(
             sampler=inputs.get("sampler"),
         )
     network = network.cpu().eval()
-    if synthetic:
-        from fusevis.training.loop import recalibrate_batchnorm
-
-        total = epochs * steps_per_epoch
-        batches = [inputs["sampler"](total + i) for i in range(BATCHNORM_BATCHES)]
-        if recalibrate_batchnorm(network, batches):
-            inputs["preprocessing"] += (
-                "; BatchNorm running statistics recomputed after training as the mean over "
-                f"{BATCHNORM_BATCHES} further batches (steps {total} to "
-                f"{total + BATCHNORM_BATCHES - 1})"
-            )
     scores: dict[str, Any] = {}
     if test_pair:
         scores = ssim_scores(network, load_images(test_pair, max_pixels=max_pixels))
@@ -384,5 +372,6 @@ def _synthetic_inputs(
         "trained_on": pictures.describe(),
         "recipe": recipe,
         "preprocessing": "grey by luminance, min-max to [0, 1], reduced (anti-aliased) to a "
-        f"shorter side of {scale} px when larger, float32; crops not rescaled",
+        f"shorter side of {scale} px when larger, float32; crops not rescaled; BatchNorm "
+        "layers frozen in eval mode while training (fixed affine, running statistics 0/1)",
     }
