@@ -67,7 +67,12 @@ def jupyterlab(folder: Path, timeout_s: float = 60.0) -> Iterator[RunningLab]:
     root.mkdir()
     config = folder / "config"
     (config / "labconfig").mkdir(parents=True)
-    disabled = {"@jupyterlab/apputils-extension:announcements": True}
+    # no announcements (fetched from the network); no debugger, whose variable inspection
+    # requests (debug_request) would otherwise poll the kernel during the test
+    disabled = {
+        "@jupyterlab/apputils-extension:announcements": True,
+        "@jupyterlab/debugger-extension": True,
+    }
     (config / "labconfig" / "page_config.json").write_text(
         json.dumps({"disabledExtensions": disabled})
     )

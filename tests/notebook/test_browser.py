@@ -34,10 +34,12 @@ CELLS = [
     "w",
     "print('PIXEL', tuple(w.pixel), w.pinned)",
     f"w.pixel = {MOVED}",
+    "print('REGION', w.region, int(w.region_mask.sum()))",
 ]
 APP = "window.jupyterapp.shell.currentWidget"
 RUN_CELL = f"""async (index) => {{
     const notebook = {APP}.content;
+    notebook.deselectAll();  // run this cell only, whatever was selected
     notebook.activeCellIndex = index;
     await window.jupyterapp.commands.execute('notebook:run-cell');
 }}"""
@@ -189,6 +191,27 @@ def test_explorer_in_jupyterlab(lab: RunningLab, chromium_path: Path, artifacts:
             rgb = canvas_rgb(page, "fused (DeepFuse)")
             assert red_marker_near(rgb, MOVED) and not red_marker_near(rgb, HOVERED)
             fused.scroll_into_view_if_needed()
+            # a shift-drag in the page is w.region in the kernel, for the next cell
+            box = fused.bounding_box()
+            scale = box["width"] / SIZE
+            corners = [(10, 12), (19, 30)]
+            points = [
+                (box["x"] + (c + 0.5) * scale, box["y"] + (r + 0.5) * scale) for r, c in corners
+            ]
+            page.keyboard.down("Shift")
+            page.mouse.move(*points[0])
+            page.mouse.down()
+            page.mouse.move(*points[1], steps=4)
+            page.mouse.up()
+            page.keyboard.up("Shift")
+            page.wait_for_function(f"{WIDGET}.selectionCount === {10 * 19}", timeout=10_000)
+            page.evaluate(RUN_CELL, 3)
+            page.wait_for_function(f"({OUTPUT})(3) !== null", timeout=30_000)
+            assert page.evaluate(OUTPUT, 3).strip() == f"REGION (10, 20, 12, 31) {10 * 19}"
+            # and hovering still reaches the kernel after cells have run
+            hover(page, fused, (33, 7))
+            page.evaluate(RUN_CELL, 1)
+            page.wait_for_function(f"({OUTPUT})(1).includes('(33, 7)')", timeout=30_000)
             # the artefact (docs/notebook.png is a copy of one, for the README)
             page.locator(".fusevis-widget").screenshot(path=str(artifacts / "notebook.png"))
         finally:

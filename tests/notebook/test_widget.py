@@ -14,6 +14,7 @@ from PIL import Image as PILImage
 from fusevis.errors import FuseVisError
 from fusevis.notebook import Explorer, ExplorerError
 from fusevis.saliency import PixelJacobian
+from fusevis.viewer.frames import decode_frame
 from tests.notebook.conftest import TinyFusion, demo_crop, random_pair
 
 
@@ -172,3 +173,22 @@ def test_export_npz(tiny: Explorer, tmp_path: Path) -> None:
     np.testing.assert_allclose(saved["jacobian_0"], expected[0][0].sum(0).numpy(), atol=1e-7)
     with pytest.raises(ExplorerError, match="unknown model 'X'"):
         tiny.export_npz(tmp_path / "x.npz", model="X")
+
+
+def test_a_region_drawn_in_the_page_is_w_region(tiny: Explorer) -> None:
+    seen = []
+    tiny.observe(lambda change: seen.append(change["new"]), names="region")
+    tiny._on_page_message(tiny, {"type": "region", "region": [3, 9, 4, 12]}, [])
+    assert tiny.region == (3, 9, 4, 12) and seen == [(3, 9, 4, 12)]
+    shown = []
+    tiny._session.outbox._send = lambda content, buffers: shown.append(buffers)
+    tiny._on_page_message(tiny, {"type": "region", "region": [3, 99, 4, 12]}, [])
+    assert tiny.region == (3, 9, 4, 12)  # refused, with a one-line error in the page
+    deadline = time.monotonic() + 5
+    while not shown and time.monotonic() < deadline:
+        time.sleep(0.01)
+    header, _ = decode_frame(shown[0][0])
+    assert (
+        header["kind"] == "error"
+        and "is not a rectangle inside the 20x20 image" in header["message"]
+    )

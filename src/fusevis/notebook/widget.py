@@ -120,6 +120,12 @@ class Explorer(anywidget.AnyWidget):
 
     def _on_page_message(self, _widget: object, content: Any, _buffers: Sequence[Any]) -> None:
         session = self._live()
+        if isinstance(content, dict) and content.get("type") == "region":
+            try:  # a shift-drag in the page; the trait's change is sent back and tinted there
+                self.region = content.get("region")
+            except FuseVisError as error:
+                session.error(str(error))
+            return
         session.handle(content)
         state = session.state
         if tuple(self.pixel) != state.pixel:

@@ -240,9 +240,8 @@ export function mount(model, el) {
           sendPixelMessage({ type: "pin", row, col });
         },
         onRegion: ([r0, c0], [r1, c1]) => {  // w.region: (top, bottom, left, right), ends excluded
-          model.set("region", [Math.min(r0, r1), Math.max(r0, r1) + 1, Math.min(c0, c1), Math.max(c0, c1) + 1]);
-          model.save_changes();
-          showRegion();
+          // sent as a message (as hovers are), which the kernel turns into w.region
+          send({ type: "region", region: [Math.min(r0, r1), Math.max(r0, r1) + 1, Math.min(c0, c1), Math.max(c0, c1) + 1] });
         },
       });
     }
@@ -268,6 +267,12 @@ export function mount(model, el) {
     hook.selectionCount = count;
     painter.renderScatter();
     painter.drawAll();
+  }
+
+  // the notebook must not see the widget's clicks: a shift-click would extend its cell
+  // selection (and "run cell" would then run every selected cell)
+  for (const type of ["mousedown", "mouseup", "click", "dblclick"]) {
+    el.addEventListener(type, (e) => e.stopPropagation());
   }
 
   model.on("msg:custom", onCustom);
