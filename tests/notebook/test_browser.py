@@ -212,6 +212,21 @@ def test_explorer_in_jupyterlab(lab: RunningLab, chromium_path: Path, artifacts:
             hover(page, fused, (33, 7))
             page.evaluate(RUN_CELL, 1)
             page.wait_for_function(f"({OUTPUT})(1).includes('(33, 7)')", timeout=30_000)
+            # gamma recolours in the page, without a message to the kernel
+            sent = page.evaluate(f"{WIDGET}.sent")
+            before = canvas_rgb(page, "J1 (DeepFuse)")
+            page.locator(".fusevis-widget .fv-gamma-jacobian").fill("2")
+            assert not np.array_equal(canvas_rgb(page, "J1 (DeepFuse)"), before)
+            page.locator(".fusevis-widget .fv-gamma-jacobian").fill("0.5")
+            np.testing.assert_array_equal(canvas_rgb(page, "J1 (DeepFuse)"), before)
+            assert page.evaluate(f"{WIDGET}.sent") == sent
+            # export: the view as PNG in the page, its data as .npz from the kernel
+            page.locator(".fusevis-widget .fv-export-png").click()
+            assert page.evaluate(f"{WIDGET}.lastExport") > 1000
+            page.locator(".fusevis-widget .fv-export-npz").click()
+            page.wait_for_function(f"{WIDGET}.downloads.length === 1", timeout=30_000)
+            download = page.evaluate(f"{WIDGET}.downloads[0]")
+            assert download["filename"] == "fusevis-DeepFuse-33-7.npz" and download["bytes"] > 1000
             # the artefact (docs/notebook.png is a copy of one, for the README)
             page.locator(".fusevis-widget").screenshot(path=str(artifacts / "notebook.png"))
         finally:
