@@ -87,3 +87,29 @@ def test_bad_dataset_and_duplicate_networks(tmp_path: Path) -> None:
     data = make_dataset(tmp_path / "data", count=1, size=24)
     with pytest.raises(FuseVisError, match="networks named twice"):
         analyze(data, ["mri", "pet"], ["DeepFuse", "DeepFuse"], tmp_path / "o.zarr")
+
+
+def test_metrics_follow_the_chosen_convention_and_say_which(tmp_path: Path) -> None:
+    """A group remembers its metric convention; under another one it counts as not done."""
+    from fusevis.analysis.dataset_run import collect_summary, plan_jobs, run_job
+    from fusevis.metrics import fusion_metrics
+    from fusevis.models.inference import minmax
+
+    data = make_dataset(tmp_path / "data", count=1, size=32)
+    store = tmp_path / "out.zarr"
+    (job,) = plan_jobs(
+        data, ["mri", "pet"], ["WeightedAverage"], [], store, False, 1, convention="cddfuse"
+    )
+    row = run_job(job)
+    image_set = load_images([data / "mri" / "case0.png", data / "pet" / "case0.png"])
+    fused = analyse_set(get_model("WeightedAverage"), image_set, influence=False).fused
+    inputs = [image.data for image in image_set]
+    expected = fusion_metrics(minmax(fused), inputs, "cddfuse")
+    assert row["metric_convention"] == "cddfuse"
+    for key in ("MI", "SSIM", "VIF", "EN"):
+        assert row[key] == pytest.approx(expected[key], rel=1e-6), key
+    assert expected["MI"] != pytest.approx(fusion_metrics(minmax(fused), inputs)["MI"])
+    group = group_name("case0", "WeightedAverage")
+    assert is_complete(store, group, "cddfuse") and not is_complete(store, group, "fusevis")
+    summary = collect_summary(store, [job])
+    assert list(summary["metric_convention"]) == ["cddfuse"]

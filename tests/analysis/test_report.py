@@ -128,3 +128,27 @@ def test_paper_pair_report_for_two_networks_opens_in_chromium(
         browser.close()
     assert loaded, "a figure did not load"
     assert not errors, errors
+
+
+def test_report_states_its_metric_convention(small_pair: list[Path], tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    result = run_fusevis(
+        "report", *map(str, small_pair), "-m", "WeightedAverage", "-o", str(out),
+        "--no-influence", "--convention", "vifb",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    (row,) = read_csv(out / "metrics.csv")
+    assert row["metric_convention"] == "vifb"
+    image_set = load_images(small_pair)
+    fused = analyse_set(get_model("WeightedAverage"), image_set, influence=False).fused
+    expected = fusion_metrics(minmax(fused), [image.data for image in image_set], "vifb")
+    for key in ("MI", "SSIM", "QABF"):
+        assert float(row[key]) == pytest.approx(expected[key], rel=1e-5), key
+    assert "metric convention\n<code>vifb</code>" in (out / "index.html").read_text()
+    wrong = run_fusevis(
+        "report", *map(str, small_pair), "-m", "WeightedAverage", "-o", str(tmp_path / "x"),
+        "--convention", "matlab",
+    )  # fmt: skip
+    assert wrong.returncode == 2
+    assert "--convention: unknown metric convention 'matlab'" in wrong.stderr
+    assert "Traceback" not in wrong.stderr

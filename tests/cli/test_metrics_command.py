@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from fusevis.cli.errors import guarded
 from fusevis.cli.main import app
-from fusevis.cli.metrics import CONVENTION_NAMES
+from fusevis.cli.options import CONVENTION_NAMES
 from fusevis.metrics import CONVENTIONS, fusion_metrics
 
 

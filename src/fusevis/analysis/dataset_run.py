@@ -47,6 +47,7 @@ class Job:
     normalize: str = "minmax"
     color: str = "gray"
     truth: tuple[str, ...] = ()
+    convention: str = "fusevis"
 
 
 def summary_paths(store: Path) -> tuple[Path, Path]:
@@ -60,10 +61,15 @@ def group_name(set_name: str, network: str) -> str:
     return f"{set_name}/{network}"
 
 
-def is_complete(store: Path, group: str) -> bool:
-    """True when ``group`` exists in ``store`` and was marked complete."""
+def is_complete(store: Path, group: str, convention: str | None = None) -> bool:
+    """True when ``group`` exists in ``store`` and was marked complete.
+
+    With ``convention``, only if its metrics were computed under that metric convention.
+    """
     try:
-        return bool(zarr.open_group(store / group, mode="r").attrs.get(COMPLETE, False))
+        attrs = zarr.open_group(store / group, mode="r").attrs
+        same = convention is None or attrs.get("metric_convention", "fusevis") == convention
+        return bool(attrs.get(COMPLETE, False)) and same
     except (FileNotFoundError, zarr.errors.GroupNotFoundError, ValueError, KeyError):
         return False
 
@@ -88,7 +94,7 @@ def run_job(job: Job) -> dict[str, object]:
         model = build_model(job.model, len(image_set))
     else:
         model = resolve_model(job.spec, job.weights)
-    result = analyse_set(model, image_set, influence=job.influence)
+    result = analyse_set(model, image_set, influence=job.influence, convention=job.convention)
     scores: dict[str, object] = {}
     if job.truth:
         from fusevis.analysis.truth import load_truth, score_result
@@ -110,12 +116,18 @@ def run_job(job: Job) -> dict[str, object]:
     row: dict[str, object] = {
         "set": job.set_name,
         "network": job.network,
+        "metric_convention": result.convention,
         **result.metrics,
         **scores,
     }
     finished = datetime.datetime.now(datetime.UTC).isoformat()
     group.attrs.update(
-        {"metrics": result.metrics, "inputs": list(job.paths), "computed_at": finished}
+        {
+            "metrics": result.metrics,
+            "metric_convention": result.convention,
+            "inputs": list(job.paths),
+            "computed_at": finished,
+        }
     )
     if scores:
         group.attrs["truth"] = scores
@@ -128,13 +140,14 @@ def collect_summary(store: Path, jobs: Sequence[Job]) -> pd.DataFrame:
     rows = []
     for job in jobs:
         group_path = store / group_name(job.set_name, job.network)
-        if not is_complete(store, group_name(job.set_name, job.network)):
+        if not is_complete(store, group_name(job.set_name, job.network), job.convention):
             continue
         attrs = zarr.open_group(group_path, mode="r").attrs
         rows.append(
             {
                 "set": job.set_name,
                 "network": job.network,
+                "metric_convention": attrs.get("metric_convention", "fusevis"),
                 **attrs["metrics"],
                 **attrs.get("truth", {}),
             }
@@ -152,6 +165,7 @@ def plan_jobs(
     threads: int,
     loading: tuple[str, str] = ("minmax", "gray"),
     truth: Sequence[str] = (),
+    convention: str = "fusevis",
 ) -> list[Job]:
     """One job per image set and network of the dataset.
 
@@ -195,6 +209,7 @@ def plan_jobs(
             model=spec,
             normalize=loading[0],
             color=loading[1],
+            convention=convention,
         )
         for index in range(len(dataset))
         for name, spec in zip(names, specs, strict=True)
@@ -213,6 +228,7 @@ def analyze(
     progress: Callable[[int, int], None] | None = None,
     loading: tuple[str, str] = ("minmax", "gray"),
     truth: Sequence[str] = (),
+    convention: str = "fusevis",
 ) -> pd.DataFrame:
     """Run every missing (set, network) group on Dask and write the summary tables.
 
@@ -227,17 +243,31 @@ def analyze(
         How the images load (``fusevis.models.specs.choose_loading`` for conventions).
     truth : sequence of str
         Ground-truth subfolders (see :func:`plan_jobs`); their scores join the summary.
+    convention : str
+        The metric convention (``fusevis``, ``cddfuse``, ``vifb``); groups computed under
+        another one are computed again.
     """
     from distributed import Client, LocalCluster, as_completed
 
     threads = max(1, (os.cpu_count() or 1) // max(1, workers))
     jobs = plan_jobs(
-        data, modalities, models, weights, store, influence, threads, loading, truth=truth
+        data,
+        modalities,
+        models,
+        weights,
+        store,
+        influence,
+        threads,
+        loading,
+        truth=truth,
+        convention=convention,
     )
     root = zarr.open_group(store, mode="a")
     for name in dict.fromkeys(job.set_name for job in jobs):
         root.require_group(name)
-    pending = [j for j in jobs if not is_complete(store, group_name(j.set_name, j.network))]
+    pending = [
+        j for j in jobs if not is_complete(store, group_name(j.set_name, j.network), j.convention)
+    ]
     done = len(jobs) - len(pending)
     if progress is not None:
         progress(done, len(jobs))

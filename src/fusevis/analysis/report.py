@@ -12,6 +12,7 @@ import numpy as np
 from fusevis.analysis.regions import region_statistics
 from fusevis.analysis.results import SetResult
 from fusevis.metrics import METRIC_NAMES
+from fusevis.metrics.conventions import DEFAULT_CONVENTION, get_convention
 from fusevis.models.inference import minmax
 
 
@@ -203,8 +204,16 @@ def write_report(
     if with_influence:
         figures.append(("Influence shares", influence_figure(out, results)))
     figures.append(("Regions", regions_figure(out, inputs[0], regions)))
+    conventions = {r.convention for r in results.values()}
+    if len(conventions) > 1:
+        raise ValueError(f"results under several metric conventions: {sorted(conventions)}")
+    convention = get_convention(conventions.pop() if conventions else DEFAULT_CONVENTION)
     metric_rows = [
-        {"network": name, **{m: r.metrics[m] for m in METRIC_NAMES}}
+        {
+            "network": name,
+            "metric_convention": r.convention,
+            **{m: r.metrics[m] for m in METRIC_NAMES},
+        }
         | {k: v for k, v in r.metrics.items() if k.startswith("SSIM_")}
         for name, r in results.items()
     ]
@@ -230,9 +239,10 @@ def write_report(
 <h1>{html.escape(title)}</h1>
 <p>{listed}. Networks: {html.escape(", ".join(results))}.</p>
 <h2>Metrics</h2>
-<p>Fused images min-max scaled to [0, 1]; conventions in <code>fusevis.metrics</code>
-(0-255 scale, bits, MI and VIF summed over inputs, CC and SSIM averaged).
-Also in <a href="metrics.csv">metrics.csv</a>.</p>
+<p>Fused images min-max scaled to [0, 1]; metric convention
+<code>{html.escape(convention.name)}</code>: {html.escape(convention.description)}
+(every choice: <code>fusevis metrics --convention {html.escape(convention.name)} --json</code>,
+docs/metrics.md). Also in <a href="metrics.csv">metrics.csv</a>.</p>
 {_table(metric_rows, metric_columns)}
 <h2>Which input drives the fused image where</h2>
 <p>Mean guidance G<sub>k</sub>, each input's share of |G|{influence_note}

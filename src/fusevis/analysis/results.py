@@ -12,6 +12,7 @@ from torch import nn
 
 from fusevis.io import ImageSet
 from fusevis.metrics import fusion_metrics
+from fusevis.metrics.conventions import DEFAULT_CONVENTION, get_convention
 from fusevis.models.inference import as_tensors, check_input_count, minmax
 from fusevis.saliency import MapCache, cached_maps, compute_maps
 from fusevis.saliency.tensors import forward_selected
@@ -38,6 +39,9 @@ class SetResult:
     truth : TruthScore or None
         Agreement of the maps with the set's ground truth, where it has one
         (:func:`fusevis.analysis.truth.score_result`).
+    convention : str
+        The metric convention the metrics were computed under
+        (:data:`fusevis.metrics.conventions.CONVENTIONS`).
     """
 
     fused: np.ndarray
@@ -45,6 +49,7 @@ class SetResult:
     share: list[np.ndarray] | None
     metrics: dict[str, float]
     truth: TruthScore | None = None
+    convention: str = DEFAULT_CONVENTION
 
 
 def analyse_set(
@@ -53,11 +58,12 @@ def analyse_set(
     influence: bool = True,
     cache: MapCache | None = None,
     progress: Callable[[int, int], None] | None = None,
+    convention: str = DEFAULT_CONVENTION,
 ) -> SetResult:
     """Fuse ``image_set`` with ``model`` and compute its maps and metrics (CPU, float32).
 
     With ``cache`` the maps go through the on-disk cache (resumable); without, they are
-    computed in memory.
+    computed in memory. The metrics follow the named ``convention``.
     """
     check_input_count(model, len(image_set))
     model.eval()
@@ -69,5 +75,6 @@ def analyse_set(
     else:
         maps = compute_maps(model, tensors, influence=influence, progress=progress)
     guidance = [maps.guidance_2d(k).astype(np.float32) for k in range(len(image_set))]
-    metrics = fusion_metrics(minmax(fused), [image.data for image in image_set])
-    return SetResult(fused, guidance, maps.share, metrics)
+    chosen = get_convention(convention)
+    metrics = fusion_metrics(minmax(fused), [image.data for image in image_set], chosen)
+    return SetResult(fused, guidance, maps.share, metrics, convention=chosen.name)

@@ -11,12 +11,14 @@ from fusevis.cli.options import (
     Adapt,
     Color,
     DisplayName,
+    MetricConventionOption,
     ModelList,
     Normalize,
     Parts,
     Rule,
     Threads,
     WeightsList,
+    metric_convention,
     use_threads,
 )
 from fusevis.cli.report import Influence
@@ -50,8 +52,12 @@ def analyze_command(
         str | None, typer.Option(help="tcp://HOST:PORT of an existing Dask scheduler.")
     ] = None,
     threads: Threads = None,
+    convention: MetricConventionOption = "fusevis",
 ) -> None:
     """Fused images, guidance (and influence) maps and metrics of every image set × network.
+
+    The metrics follow --convention (a column of the summary says which; groups computed
+    under another convention are computed again).
 
     Runs on a Dask LocalCluster (or --scheduler); a rerun skips finished groups, so an
     interrupted run resumes where it stopped. Each network's group is named by its display
@@ -73,6 +79,7 @@ def analyze_command(
     from fusevis.models.specs import choose_loading, model_specs
 
     check_writable(out, "folder")
+    chosen = metric_convention(convention)
     names = [m.strip() for m in modalities.split(",") if m.strip()]
     truth_folders = [t.strip() for t in (truth or "").split(",") if t.strip()]
     specs = model_specs(model, weights, adapt, name, parts, rule)
@@ -98,6 +105,7 @@ def analyze_command(
             progress=lambda done, total: bar.update(task, completed=done, total=total),
             loading=(loading.normalize or "minmax", loading.color or "gray"),
             truth=truth_folders,
+            convention=chosen.name,
         )
     csv_path, parquet_path = summary_paths(out)
     typer.echo(f"wrote {out} ({len(summary)} groups), {csv_path} and {parquet_path}")

@@ -11,7 +11,13 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from fusevis.cli.options import Axis, MaxPixels, SliceIndex
+from fusevis.cli.options import (
+    Axis,
+    MaxPixels,
+    MetricConventionOption,
+    SliceIndex,
+    metric_convention,
+)
 from fusevis.errors import InputError
 
 if TYPE_CHECKING:
@@ -19,24 +25,11 @@ if TYPE_CHECKING:
 
     from fusevis.metrics import MetricConvention
 
-CONVENTION_NAMES = ("fusevis", "cddfuse", "vifb")
-"""The names of :data:`fusevis.metrics.CONVENTIONS`, repeated for a light start."""
-
 
 def metrics_command(
     fused: Annotated[Path, typer.Argument(help="The fused image.")],
     inputs: Annotated[list[Path], typer.Argument(help="Its input images, input 1 first.")],
-    convention: Annotated[
-        str,
-        typer.Option(
-            "--convention",
-            "-c",
-            help=(
-                f"Whose way to compute the metrics: {', '.join(CONVENTION_NAMES)} "
-                "(the choices of each: docs/metrics.md)."
-            ),
-        ),
-    ] = "fusevis",
+    convention: MetricConventionOption = "fusevis",
     as_json: Annotated[
         bool,
         typer.Option("--json", help="Print JSON (metrics, convention and its choices) instead."),
@@ -52,12 +45,9 @@ def metrics_command(
     slice, min-max scaled. Colour images stay RGB for the convention to measure per
     channel or on luminance. Non-finite values print as "inf" (JSON: null).
     """
-    from fusevis.metrics import fusion_metrics, get_convention
+    from fusevis.metrics import fusion_metrics
 
-    try:
-        chosen = get_convention(convention)
-    except InputError as error:
-        raise InputError("--convention", error.problem) from None
+    chosen = metric_convention(convention)
     fused_image = read_for_metrics(fused, slice_index, axis, max_pixels)
     images = [read_for_metrics(path, slice_index, axis, max_pixels) for path in inputs]
     height, width = fused_image.shape[:2]

@@ -254,3 +254,36 @@ def load_inputs_and_model(
     check_input_count(network, len(image_set))
     check_loaded({display: network}, image_set.images)
     return image_set, display, network
+
+
+CONVENTION_NAMES = ("fusevis", "cddfuse", "vifb")
+"""The names of :data:`fusevis.metrics.CONVENTIONS`, repeated for a light start
+(``tests/cli/test_metrics_command.py`` checks them)."""
+
+MetricConventionOption = Annotated[
+    str,
+    typer.Option(
+        "--convention",
+        "-c",
+        help=(
+            f"Whose way to compute the metrics: {', '.join(CONVENTION_NAMES)} "
+            "(the choices of each: docs/metrics.md)."
+        ),
+    ),
+]
+
+
+def metric_convention(name: str) -> object:
+    """The :class:`~fusevis.metrics.MetricConvention` named by ``--convention``.
+
+    Raises
+    ------
+    InputError
+        For an unknown name, naming the option and the known ones.
+    """
+    from fusevis.metrics import get_convention
+
+    try:
+        return get_convention(name)
+    except InputError as error:
+        raise InputError("--convention", error.problem) from None

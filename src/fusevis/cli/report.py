@@ -12,6 +12,7 @@ from fusevis.cli.options import (
     Color,
     DisplayName,
     MaxPixels,
+    MetricConventionOption,
     ModelList,
     Normalize,
     Parts,
@@ -19,6 +20,7 @@ from fusevis.cli.options import (
     Series,
     Threads,
     WeightsList,
+    metric_convention,
     use_threads,
 )
 from fusevis.errors import InputError
@@ -80,8 +82,11 @@ def report_command(
     max_pixels: MaxPixels = None,
     series: Series = None,
     threads: Threads = None,
+    convention: MetricConventionOption = "fusevis",
 ) -> None:
     """Compare networks on one image set: fused images, maps, metrics, per-region statistics.
+
+    The metrics follow --convention (the report states which).
 
     With --truth, also how well each network's influence share and guidance agree with the
     ground truth (AUC for a focus mask, Spearman for exposure qualities).
@@ -105,6 +110,7 @@ def report_command(
     from fusevis.saliency import MapCache
 
     check_writable(out, "folder")
+    chosen = metric_convention(convention)
     specs = model_specs(model, weights, adapt, name, parts, rule)
     loading = choose_loading(specs, normalize, color)
     use_threads(threads)
@@ -142,6 +148,7 @@ def report_command(
                 progress=lambda done, total, task=task: bar.update(
                     task, completed=done, total=total
                 ),
+                convention=chosen,
             )
             if ground is not None:
                 results[title].truth = score_result(results[title], ground)
