@@ -227,6 +227,17 @@ def test_explorer_in_jupyterlab(lab: RunningLab, chromium_path: Path, artifacts:
             page.wait_for_function(f"{WIDGET}.downloads.length === 1", timeout=30_000)
             download = page.evaluate(f"{WIDGET}.downloads[0]")
             assert download["filename"] == "fusevis-DeepFuse-33-7.npz" and download["bytes"] > 1000
+            # the guidance maps streamed into the page while it was hovered
+            page.wait_for_function(
+                f"({WIDGET}.store.model('DeepFuse').maps.guidance || {{}}).state === 'finished'",
+                timeout=90_000,
+            )
+            assert (
+                page.evaluate(
+                    f"{WIDGET}.store.model('DeepFuse').maps.guidance.arrays.guidance_1.length"
+                )
+                == SIZE * SIZE
+            )
             # the artefact (docs/notebook.png is a copy of one, for the README)
             page.locator(".fusevis-widget").screenshot(path=str(artifacts / "notebook.png"))
         finally:

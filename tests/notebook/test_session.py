@@ -153,3 +153,23 @@ def test_hovers_during_a_slow_pixel_collapse_into_the_latest(tmp_path) -> None:
     finally:
         model.delay.seconds = 0.0
         session.close()
+
+
+def test_maps_stream_to_the_page_with_their_progress(tmp_path) -> None:
+    a, b = random_pair(16)
+    images = ImageSet([image_from_array(a, "a"), image_from_array(b, "b")])
+    data = ViewerData(images, {"Tiny": TinyFusion()}, MapCache(tmp_path), compute_maps=True)
+    page = Page()
+    session = NotebookSession(data, page.send)
+    try:
+        session.handle({"type": "ready"})
+        page.wait(lambda: any(h.get("finished") for h in page.headers("maps")), timeout=60)
+        states = [h["state"] for h in page.headers("maps") + page.headers("progress")]
+        assert "finished" in states and set(states) <= {"queued", "running", "paused", "finished"}
+        header, arrays = next(
+            (h, a) for h, a in page.received if h.get("kind") == "maps" and h["finished"]
+        )
+        expected = data.maps.arrays("Tiny", "guidance")
+        np.testing.assert_array_equal(arrays["Tiny/guidance_1"], expected["guidance_1"])
+    finally:
+        session.close()
