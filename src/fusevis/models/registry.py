@@ -110,7 +110,6 @@ register_model(
 #: architecture, task. Registered only where ``weights/<name>.safetensors`` ships.
 TASK_NETWORKS: tuple[tuple[str, type[nn.Module], str], ...] = (
     ("DeepFuse-multiexposure", DeepFuse, "multi-exposure"),
-    ("FunFuseAn-multifocus", FunFuseAn, "multi-focus"),
     ("DeepFuse-multifocus", DeepFuse, "multi-focus"),
 )
 for _name, _cls, _task in TASK_NETWORKS:
