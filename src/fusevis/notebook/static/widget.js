@@ -1,16 +1,13 @@
 // The notebook widget: the viewer's panels over widget messages instead of a websocket.
-// It reuses the viewer's ES modules (data.js decodes the same binary frames into the same
-// Store, layout.js/paint.js/views.js build and colour the same panels, selection.js and
-// status.js handle the pointer and the status lines, export.js the PNG); only the wiring
-// differs from the viewer's main.js: elements are found inside the widget, not by id, and
-// the frames arrive as widget buffers (`msg:custom`), the messages leave by `model.send`.
+// The viewer's behaviour is the viewer's own view.js (which uses data.js, layout.js,
+// paint.js, views.js, selection.js, status.js and export.js); only the wiring differs from
+// the viewer's main.js: the elements are built inside the widget, the frames arrive as
+// widget buffers (`msg:custom`), messages leave by `model.send`, a region drawn in the page
+// goes to the kernel (w.region) and .npz export is the kernel's.
 
-import { Store, decodeFrame, maxAbs } from "./data.js";
-import { exportPng } from "./export.js";
-import { buildLayout } from "./layout.js";
-import { Painter } from "./paint.js";
-import { attachPointer, brushMask, regionMask } from "./selection.js";
-import { Status } from "./status.js";
+import { decodeFrame } from "./data.js";
+import { regionMask } from "./selection.js";
+import { createView } from "./view.js";
 
 let widgets = 0;
 
@@ -75,96 +72,34 @@ function arrayBuffer(buffer) {
 export function mount(model, el) {
   widgets += 1;
   const ui = buildShell(el, widgets);
-  const store = new Store();
-  let layout = null;
-  let seq = 0;
-  let paintedSeq = -1;
-  const sentAt = new Map();
-  const painter = new Painter(store, () => layout || { panels: [], scatter: null });
-  const status = new Status(store, { readout: ui.readout, activity: ui.activity, progress: ui.progress }, {
-    onCompute: (name, kind, estimate) => send({ type: "compute_maps", model: name, kind, estimate }),
+  const extra = { sent: 0, root: el, downloads: [], kernelMs: [] };
+  function send(message) {
+    extra.sent += 1;
+    model.send(message);
+  }
+  const view = createView(ui, {
+    send,
+    keys: el,
+    isolated: true,
+    // w.region: (top, bottom, left, right), ends excluded; sent as a message (as hovers
+    // are), which the kernel turns into w.region and sends back
+    onRegion: ([r0, c0], [r1, c1]) => send({
+      type: "region",
+      region: [Math.min(r0, r1), Math.max(r0, r1) + 1, Math.min(c0, c1), Math.max(c0, c1) + 1],
+    }),
+    afterImages: () => showRegion(),
+    afterPixel: (header) => extra.kernelMs.push(header.kernel_ms),  // message in to frame out
   });
-
   // what the browser tests and the benchmark read (as the viewer's window.fusevis)
-  const hook = {
-    store, latencies: [], computeMs: [], renderMs: [], stale: 0, paintedSeq: -1, ready: false, painted: 0,
-    computing: null, paintedPixels: [], maxAbs, sent: 0, root: el, downloads: [], kernelMs: [],
-  };
+  const hook = Object.assign(view.hook, extra);
+  Object.defineProperty(hook, "sent", { get: () => extra.sent });
   el.fusevis = hook;
   window.fusevisWidgets = window.fusevisWidgets || [];
   window.fusevisWidgets.push(hook);
 
-  function send(message) {
-    hook.sent += 1;
-    model.send(message);
-  }
-
-  function sendPixelMessage(message) {
-    seq += 1;
-    sentAt.set(seq, performance.now());
-    send({ ...message, seq });
-  }
-
   function onCustom(content, buffers) {
-    if (content && content.frame) onFrame(decodeFrame(arrayBuffer(buffers[0])));
+    if (content && content.frame) view.onFrame(decodeFrame(arrayBuffer(buffers[0])));
     else if (content && content.download) download(content.download, buffers[0]);
-  }
-
-  function onFrame({ header, arrays }) {
-    if (header.kind === "images") {
-      store.applyImages(header, arrays);
-      buildControls();
-      relayout();
-      showRegion();
-      painter.renderStatic();
-      hook.ready = true;
-    } else if (header.kind === "maps") {
-      store.applyMaps(header, arrays);
-      if (store.state && store.state.in_view.includes(header.model)) {
-        painter.renderStatic();
-        painter.drawAll();
-      }
-      status.renderProgress();
-    } else if (header.kind === "progress") {
-      store.applyProgress(header);
-      status.renderProgress();
-    } else if (header.kind === "computing") {
-      if (header.seq < paintedSeq) return;
-      hook.computing = header;
-      status.showComputing(header);
-    } else if (header.kind === "pixel") {
-      onPixel(header, arrays);
-    } else if (header.kind === "error") {
-      ui.message.textContent = header.message;
-    }
-  }
-
-  function onPixel(header, arrays) {
-    if (!store.state) return;
-    if (header.seq < paintedSeq) { hook.stale += 1; return; }
-    paintedSeq = header.seq;
-    const renderStart = performance.now();
-    store.pixelFrame = { header, arrays };
-    store.state.pixel = header.pixel;
-    store.state.pinned = header.pinned;
-    painter.renderJacobians();
-    painter.drawAll();
-    status.answered(header.seq);
-    status.renderReadout();
-    ui.unpin.disabled = !store.state.pinned;
-    hook.paintedSeq = paintedSeq;
-    hook.renderMs.push(performance.now() - renderStart);
-    hook.lastPixel = { header, arrays };
-    hook.paintedPixels.push(header.pixel.join());
-    if (hook.paintedPixels.length > 1000) hook.paintedPixels.splice(0, 500);
-    hook.computeMs.push(header.compute_ms);
-    hook.kernelMs.push(header.kernel_ms);  // the kernel's time, message in to frame out
-    const started = sentAt.get(header.seq);
-    requestAnimationFrame(() => {
-      hook.painted += 1;
-      if (started !== undefined) hook.latencies.push(performance.now() - started);
-      sentAt.delete(header.seq);
-    });
   }
 
   function download(filename, buffer) {
@@ -175,100 +110,17 @@ export function mount(model, el) {
     setTimeout(() => URL.revokeObjectURL(link.href), 10_000);
   }
 
-  // -- controls --------------------------------------------------------------------------
-  function buildControls() {
-    const state = store.state;
-    if (ui.model.options.length !== state.models.length) {
-      ui.model.replaceChildren(...state.models.map((name) => new Option(name, name)));
-      ui.compareBoxes.replaceChildren(...state.models.map((name) => {
-        const box = make("input", { type: "checkbox", value: name });
-        box.addEventListener("change", () => {
-          const names = [...ui.compareBoxes.querySelectorAll("input:checked")].map((b) => b.value);
-          send({ type: "compare", names });
-        });
-        return make("label", {}, box, ` ${name}`);
-      }));
-    }
-    ui.model.value = state.active;
-    for (const box of ui.compareBoxes.querySelectorAll("input")) box.checked = state.compare.includes(box.value);
-    for (const radio of ui.kinds) radio.checked = radio.value === state.map_kind;
-  }
-
-  ui.model.addEventListener("change", (e) => send({ type: "model", name: e.target.value }));
-  for (const radio of ui.kinds) radio.addEventListener("change", () => send({ type: "maps", kind: radio.value }));
-  for (const [kind, { input, output }] of Object.entries(ui.gamma)) {
-    input.addEventListener("input", () => {  // gamma recolours in the page: no round trip
-      store.gamma[kind] = Number(input.value);
-      output.textContent = store.gamma[kind].toFixed(2);
-      if (kind === "guidance") painter.renderStatic(); else painter.renderJacobians();
-      painter.drawAll();
-    });
-  }
-  function unpin() {
-    if (!store.state) return;
-    store.state.pinned = false;
-    send({ type: "unpin" });
-    ui.unpin.disabled = true;
-    status.renderReadout();
-  }
-  ui.unpin.addEventListener("click", unpin);
-  ui.png.addEventListener("click", () => { hook.lastExport = exportPng(ui.panels, store.state.pixel); });
-  ui.npz.addEventListener("click", () => send({ type: "export_npz" }));
-  el.addEventListener("keydown", (e) => {
-    if (!store.state) return;
-    const moves = { ArrowUp: [-1, 0], ArrowDown: [1, 0], ArrowLeft: [0, -1], ArrowRight: [0, 1] };
-    if (e.key === "Escape") { unpin(); e.stopPropagation(); return; }
-    if (store.state.pinned && moves[e.key]) {
-      e.preventDefault();
-      e.stopPropagation();  // the notebook would move between cells
-      const [drow, dcol] = moves[e.key];
-      sendPixelMessage({ type: "move", drow, dcol });
-    }
-  });
-
-  // -- layout and selection --------------------------------------------------------------
-  function relayout() {
-    const previous = layout;
-    layout = buildLayout(store, ui.panels, previous, brushScatter);
-    if (layout === previous) return;
-    for (const { panel } of layout.panels) {
-      attachPointer(panel, {
-        isPinned: () => store.state.pinned,
-        onHover: ([row, col]) => sendPixelMessage({ type: "hover", row, col }),
-        onPin: ([row, col]) => {
-          store.state.pinned = true;
-          sendPixelMessage({ type: "pin", row, col });
-        },
-        onRegion: ([r0, c0], [r1, c1]) => {  // w.region: (top, bottom, left, right), ends excluded
-          // sent as a message (as hovers are), which the kernel turns into w.region
-          send({ type: "region", region: [Math.min(r0, r1), Math.max(r0, r1) + 1, Math.min(c0, c1), Math.max(c0, c1) + 1] });
-        },
-      });
-    }
-  }
-
   /** Tint the region Python holds (`w.region`), or clear it. */
   function showRegion() {
     const region = model.get("region");
     hook.region = region;
-    if (!store.state) return;
-    if (!region) { select({ mask: null, count: 0 }); return; }
+    if (!view.store.state) return;
+    if (!region) { view.select({ mask: null, count: 0 }); return; }
     const [top, bottom, left, right] = region;
-    select(regionMask([top, left], [bottom - 1, right - 1], store.shape));
+    view.select(regionMask([top, left], [bottom - 1, right - 1], view.store.shape));
   }
 
-  function brushScatter(from, to) {
-    const [a, b] = store.shownMaps(store.state.active);
-    if (a && b) select(brushMask(a, b, from, to));
-  }
-
-  function select({ mask, count }) {
-    store.selection = mask;
-    hook.selectionCount = count;
-    painter.renderScatter();
-    painter.drawAll();
-  }
-
+  ui.npz.addEventListener("click", () => send({ type: "export_npz" }));
   // the notebook must not see the widget's clicks: a shift-click would extend its cell
   // selection (and "run cell" would then run every selected cell)
   for (const type of ["mousedown", "mouseup", "click", "dblclick"]) {
