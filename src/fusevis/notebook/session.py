@@ -25,6 +25,7 @@ from fusevis.errors import FuseVisError, InputError
 from fusevis.saliency.inputs import check_pixel
 from fusevis.viewer.app import (
     COMPUTING_NOTICE_S,
+    apply_message,
     computing_frame,
     images_frame,
     maps_frame,
@@ -159,24 +160,9 @@ class NotebookSession:
         if found["type"] == "export_npz":
             self.outbox.put(("npz",), self._npz_message)
             return
-        try:
-            change = self.state.apply(found)
-        except KeyError as error:
-            self.error(f"message {found['type']!r} lacks the field {error}")
+        change = apply_message(found, self.state, self.data, self.error, self._queue_maps)
+        if change is None:
             return
-        except FuseVisError as error:
-            self.error(str(error))
-            return
-        except (TypeError, ValueError, OverflowError) as error:
-            self.error(f"message {found['type']!r}: {error}")
-            return
-        if change.compute is not None:
-            name, kind, estimate = change.compute
-            try:
-                self.data.maps.request(name, kind, confirm=True, estimate=estimate)
-            except FuseVisError as error:
-                self.error(str(error))
-            self._queue_maps(name, kind, "progress")
         if change.view:
             self.send_view()
         elif change.pixel:

@@ -50,7 +50,7 @@ from fusevis.viewer.data import ViewerData
 from fusevis.viewer.export import export_arrays, npz_bytes
 from fusevis.viewer.frames import encode_frame
 from fusevis.viewer.scheduler import estimates_available
-from fusevis.viewer.state import ViewerState
+from fusevis.viewer.state import Change, ViewerState
 
 STATIC_DIR = Path(__file__).parent / "static"
 MAX_MESSAGE_CHARS = 16 * 1024
@@ -168,6 +168,40 @@ def parse_message(text: str) -> tuple[dict[str, Any], int | None]:
     ):
         raise InputError(None, f"'seq' must be a whole number below 2**53, not {seq!r}")
     return message, seq
+
+
+def apply_message(
+    message: dict[str, Any],
+    state: ViewerState,
+    data: ViewerData,
+    error: Callable[[str], None],
+    queue_maps: Callable[[str, str, str], None],
+) -> Change | None:
+    """Apply a parsed page message to ``state``; every problem is one line to ``error``.
+
+    A request to compute maps is handed to the map scheduler and its progress queued
+    (``queue_maps(name, kind, "progress")``). Returns the change, or None when refused.
+    Shared by the viewer's websocket and the notebook widget.
+    """
+    try:
+        change = state.apply(message)
+    except KeyError as missing:
+        error(f"message {message['type']!r} lacks the field {missing}")
+        return None
+    except FuseVisError as problem:
+        error(str(problem))
+        return None
+    except (TypeError, ValueError, OverflowError) as problem:
+        error(f"message {message['type']!r}: {problem}")
+        return None
+    if change.compute is not None:
+        name, kind, estimate = change.compute
+        try:
+            data.maps.request(name, kind, confirm=True, estimate=estimate)
+        except FuseVisError as problem:
+            error(str(problem))
+        queue_maps(name, kind, "progress")
+    return change
 
 
 class Outbox:
@@ -355,26 +389,11 @@ class Connection:
             except FuseVisError as error:
                 self.error(str(error))
                 continue
-            try:
-                change = self.state.apply(message)
-            except KeyError as error:
-                self.error(f"message {message['type']!r} lacks the field {error}")
-                continue
-            except FuseVisError as error:
-                self.error(str(error))
-                continue
-            except (TypeError, ValueError, OverflowError) as error:
-                self.error(f"message {message['type']!r}: {error}")
+            change = apply_message(message, self.state, self.data, self.error, self._queue_maps)
+            if change is None:
                 continue
             if seq is not None:
                 self.seq = seq
-            if change.compute is not None:
-                name, kind, estimate = change.compute
-                try:
-                    self.data.maps.request(name, kind, confirm=True, estimate=estimate)
-                except FuseVisError as error:
-                    self.error(str(error))
-                self._queue_maps(name, kind, "progress")
             if change.view:
                 self.send_view()
             elif change.pixel:
