@@ -233,7 +233,7 @@ def train_command(
         scores = ssim_scores(network, load_images(test_pair, max_pixels=max_pixels))
         scores["test_pair"] = [str(p) for p in test_pair]
     if synthetic:
-        from fusevis.training.heldout import heldout_scores
+        from fusevis.analysis.heldout import heldout_scores
 
         typer.echo(
             "scoring on the held-out sets" + (" (saliency: minutes)" if heldout_saliency else "")

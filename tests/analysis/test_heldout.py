@@ -7,7 +7,7 @@ from fusevis.analysis.truth import FOCUS_BAND, boundary_band
 from fusevis.io.tasks import oracle_fusion, task_pair
 from fusevis.models import REQUIRED_METADATA, get_entry, get_model, list_models
 from fusevis.models.registry import TASK_NETWORKS
-from fusevis.training.heldout import (
+from fusevis.analysis.heldout import (
     CHECK_CROP,
     CHECK_SETS,
     fuse_pair,
