@@ -3,10 +3,6 @@
 import numpy as np
 import pytest
 
-from fusevis.analysis.truth import FOCUS_BAND, boundary_band
-from fusevis.io.tasks import oracle_fusion, task_pair
-from fusevis.models import REQUIRED_METADATA, get_entry, get_model, list_models
-from fusevis.models.registry import TASK_NETWORKS
 from fusevis.analysis.heldout import (
     CHECK_CROP,
     CHECK_SETS,
@@ -16,6 +12,10 @@ from fusevis.analysis.heldout import (
     quality_scores,
     saliency_scores,
 )
+from fusevis.analysis.truth import FOCUS_BAND, boundary_band
+from fusevis.io.tasks import oracle_fusion, task_pair
+from fusevis.models import REQUIRED_METADATA, get_entry, get_model, list_models
+from fusevis.models.registry import TASK_NETWORKS
 
 SHIPPED = [(name, task) for name, _, task in TASK_NETWORKS if name in list_models()]
 # Exact influence maps take ~10-25 s per network even at 32²: one runs in the fast suite.
