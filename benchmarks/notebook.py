@@ -17,13 +17,11 @@ server and kernel in the notebook.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import platform
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
@@ -34,7 +32,7 @@ sys.path[:0] = [str(ROOT / "benchmarks"), str(ROOT)]
 
 from tests.notebook.jupyter import jupyterlab, write_notebook  # noqa: E402
 
-from viewer import LAUNCH_ARGS, NETWORKS, path_points, percentile  # noqa: E402
+from viewer import LAUNCH_ARGS, NETWORKS, percentile, replay_path  # noqa: E402
 from viewer import measure as measure_viewer  # noqa: E402
 
 APP = "window.jupyterapp.shell.currentWidget"
@@ -71,17 +69,9 @@ def measure_notebook(
     page.mouse.move(2, 2)
     page.wait_for_timeout(500)
     box = canvas.bounding_box()
-    scale = box["width"] / size
     page.evaluate(f"{HOOK}.latencies.length = 0")
     sent_before = page.evaluate(f"{HOOK}.sent")
-    began = time.perf_counter()
-    for number, (row, col) in enumerate(path_points(moves, size)):
-        x, y = box["x"] + (col + 0.5) * scale, box["y"] + (row + 0.5) * scale
-        page.mouse.move(math.floor(x), math.floor(y))
-        wait = began + (number + 1) * interval_s - time.perf_counter()
-        if wait > 0:
-            time.sleep(wait)
-    time.sleep(0.5)
+    replay_path(page, box, size, moves, interval_s)
     latencies = page.evaluate(f"{HOOK}.latencies")
     compute = page.evaluate(f"{HOOK}.computeMs.slice(1)")
     kernel = page.evaluate(f"{HOOK}.kernelMs.slice(1)")

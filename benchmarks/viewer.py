@@ -30,7 +30,7 @@ import tempfile
 import time
 
 import torch
-from playwright.sync_api import sync_playwright
+from playwright.sync_api import Page, sync_playwright
 
 from fusevis.io import image_from_array, load_demo
 from fusevis.io.loading import ImageSet
@@ -54,6 +54,20 @@ def demo_pair(size: int) -> ImageSet:
             for image in pair
         ]
     )
+
+
+def replay_path(page: Page, box: dict, size: int, moves: int, interval_s: float) -> None:
+    """Move the mouse along :func:`path_points` over ``box`` (a ``size``² panel), one move
+    every ``interval_s`` seconds, then let the last answers arrive (0.5 s)."""
+    scale = box["width"] / size
+    began = time.perf_counter()
+    for index, (row, col) in enumerate(path_points(moves, size)):
+        x, y = box["x"] + (col + 0.5) * scale, box["y"] + (row + 0.5) * scale
+        page.mouse.move(math.floor(x), math.floor(y))
+        wait = began + (index + 1) * interval_s - time.perf_counter()
+        if wait > 0:
+            time.sleep(wait)
+    time.sleep(0.5)
 
 
 def path_points(count: int, size: int = 256) -> list[tuple[int, int]]:
@@ -98,18 +112,10 @@ def measure(
                 timeout=300_000,
             )
         box = page.locator("canvas[aria-label^='fused']").bounding_box()
-        scale = box["width"] / size
         page.evaluate("window.fusevis.latencies.length = 0")
         progress = data.maps.progress(name, "guidance")
         passes_before = progress.done if progress is not None else 0
-        began = time.perf_counter()
-        for index, (row, col) in enumerate(path_points(moves, size)):
-            x, y = box["x"] + (col + 0.5) * scale, box["y"] + (row + 0.5) * scale
-            page.mouse.move(math.floor(x), math.floor(y))
-            wait = began + (index + 1) * interval_s - time.perf_counter()
-            if wait > 0:
-                time.sleep(wait)
-        time.sleep(0.5)
+        replay_path(page, box, size, moves, interval_s)
         latencies = page.evaluate("window.fusevis.latencies")
         compute = page.evaluate("window.fusevis.computeMs.slice(1)")
         render = page.evaluate("window.fusevis.renderMs.slice(1)")

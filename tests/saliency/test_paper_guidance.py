@@ -40,9 +40,7 @@ def pair(paper: Path) -> list[torch.Tensor]:
     return as_tensors(load_images(files).stack())
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("name", ["MaskNet", "DeepFuse", "DeepPedestrian"])
-def test_guidance_matches_published_maps_or_cpu_brute_force(paper: Path, name: str) -> None:
+def check_against_published(paper: Path, name: str) -> None:
     """Our maps equal the authors' to 1e-5 except at a few pixels, where a brute force agrees.
 
     The published maps were computed in float32 on a GPU; ours in float32 on this CPU. Where
@@ -79,6 +77,26 @@ def test_guidance_matches_published_maps_or_cpu_brute_force(paper: Path, name: s
                     )
                 )
         assert not mismatched, f"{modality}: {len(mismatched)} pixels: {mismatched[:5]}"
+
+
+# One class per network: pytest-xdist's --dist loadscope hands each class to a worker of its
+# own, so the networks' maps (minutes each) are computed side by side, not one after another.
+@pytest.mark.slow
+class TestMaskNet:
+    def test_guidance_matches_published_maps_or_cpu_brute_force(self, paper: Path) -> None:
+        check_against_published(paper, "MaskNet")
+
+
+@pytest.mark.slow
+class TestDeepFuse:
+    def test_guidance_matches_published_maps_or_cpu_brute_force(self, paper: Path) -> None:
+        check_against_published(paper, "DeepFuse")
+
+
+@pytest.mark.slow
+class TestDeepPedestrian:
+    def test_guidance_matches_published_maps_or_cpu_brute_force(self, paper: Path) -> None:
+        check_against_published(paper, "DeepPedestrian")
 
 
 @pytest.mark.slow
