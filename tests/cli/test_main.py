@@ -87,3 +87,17 @@ def test_checkpoint_that_does_not_fit_is_one_line(tmp_path: Path) -> None:
         str(tmp_path / "f.png"),
     )
     assert_one_line_error(result, "weights do not fit MaskNet")
+
+
+def test_demo_shows_the_networks_of_the_sets_task() -> None:
+    from fusevis.cli.demo import _shipped_models
+    from fusevis.models.registry import get_entry
+
+    medical = _shipped_models("mri-pet", 2)
+    assert medical[0] == "DeepFuse"
+    assert {"FunFuseAn", "MaskNet", "DeepPedestrian", "WeightedAverage"} <= set(medical)
+    focus = _shipped_models("multifocus-camera", 2)
+    assert focus[0] == "DeepFuse-multifocus" and "WeightedAverage" in focus
+    assert all(get_entry(n).task in ("multi-focus", "any") for n in focus)
+    assert _shipped_models("multiexposure-astronaut", 2)[0] == "DeepFuse-multiexposure"
+    assert "DeepFuse-multiexposure" not in _shipped_models("multiexposure-coffee", 3)  # 2 inputs

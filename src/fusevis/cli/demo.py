@@ -21,14 +21,28 @@ if TYPE_CHECKING:
     from fusevis.saliency import SaliencyMaps
 
 
-def _shipped_models() -> list[str]:
-    from fusevis.models.registry import get_entry, list_models
+def _shipped_models(set_name: str = "mri-pet", inputs: int = 2) -> list[str]:
+    """The shipped networks for a demo set's task that fuse its number of inputs.
 
-    return [
-        n
-        for n in list_models("medical")
-        if get_entry(n).default_weights is not None or n == "WeightedAverage"
-    ]
+    MRI–PET sets get the paper's networks; a multi-focus or multi-exposure set the networks
+    trained for that task (first) and weighted averaging.
+    """
+    from fusevis.io.tasks import task_sets
+    from fusevis.models.registry import get_entry, get_model, list_models
+
+    task = next(
+        (t for t in ("multi-focus", "multi-exposure") if set_name in task_sets(t)), "medical"
+    )
+    found = []
+    for name in list_models(task):
+        entry = get_entry(name)
+        if entry.default_weights is None and name != "WeightedAverage":
+            continue
+        declared = getattr(get_model(name, weights=None), "num_inputs", None)
+        if declared is None or declared == inputs:
+            found.append(name)
+    # the task's own networks first, DeepFuse first among them; otherwise the registry's order
+    return sorted(found, key=lambda n: (get_entry(n).task != task, n != "DeepFuse"))
 
 
 def _overview(
@@ -149,7 +163,7 @@ def demo_command(
 
     host_names(allow_host or [])  # a bad name fails before the models load
     image_set = load_demo(name)
-    models = sorted(_shipped_models(), key=lambda n: n != "DeepFuse")
+    models = _shipped_models(name, len(image_set))
     typer.echo(f"loading {', '.join(models)} on the {name} demo pair ...")
     data = build_viewer_data(image_set, models)
     serve(data, host=host, port=port, open_browser=not no_browser, allow_hosts=allow_host or [])
@@ -179,7 +193,7 @@ def static_demo(name: str, out: Path, pixel: tuple[int, int], guidance_model: st
         "network", "SSIM to 1", "SSIM to 2", f"G1{pixel}", f"G2{pixel}", "field", "ms/pixel"
     )
     rows = []
-    for model_name in _shipped_models():
+    for model_name in _shipped_models(name, len(image_set)):
         model = get_model(model_name)
         fused = forward_selected(model, tensors, 0)[0].detach().numpy()
         save_image(minmax(fused), out / f"{model_name}.png")
