@@ -31,6 +31,7 @@ from fusevis.viewer.app import (
     maps_frame,
     parse_message,
     progress_frame,
+    request_view_maps,
 )
 from fusevis.viewer.data import ViewerData
 from fusevis.viewer.export import export_arrays, npz_bytes
@@ -184,12 +185,8 @@ class NotebookSession:
     def send_view(self) -> None:
         """Queue images and the maps of every model in view, and the pixel's answer."""
         self.outbox.put(("images",), _frame(lambda: images_frame(self.data, self.state)))
-        for name in self.state.in_view:
-            kinds = ["guidance"] + (["influence"] if self.state.map_kind == "influence" else [])
-            for kind in kinds:
-                if self.data.compute_maps or kind == "influence":
-                    self.data.maps.request(name, kind)
-                self._queue_maps(name, kind)
+        for name, kind in request_view_maps(self.data, self.state):
+            self._queue_maps(name, kind)
         self._wanted.set()
 
     def export_npz(self, name: str | None = None) -> tuple[str, bytes]:

@@ -170,6 +170,23 @@ def parse_message(text: str) -> tuple[dict[str, Any], int | None]:
     return message, seq
 
 
+def request_view_maps(data: ViewerData, state: ViewerState) -> list[tuple[str, str]]:
+    """The (model, kind) maps the view shows, each asked of the map scheduler.
+
+    Guidance maps are computed only where the viewer computes maps by itself
+    (``data.compute_maps``); influence maps are what the page asked for. Shared by the
+    viewer's websocket and the notebook widget.
+    """
+    shown = []
+    for name in state.in_view:
+        kinds = ["guidance"] + (["influence"] if state.map_kind == "influence" else [])
+        for kind in kinds:
+            if data.compute_maps or kind == "influence":
+                data.maps.request(name, kind)
+            shown.append((name, kind))
+    return shown
+
+
 def apply_message(
     message: dict[str, Any],
     state: ViewerState,
@@ -363,12 +380,8 @@ class Connection:
     def send_view(self) -> None:
         """Queue images and the maps of every model in view."""
         self.outbox.put(("images",), lambda: images_frame(self.data, self.state))
-        for name in self.state.in_view:
-            kinds = ["guidance"] + (["influence"] if self.state.map_kind == "influence" else [])
-            for kind in kinds:
-                if self.data.compute_maps or kind == "influence":
-                    self.data.maps.request(name, kind)
-                self._queue_maps(name, kind)
+        for name, kind in request_view_maps(self.data, self.state):
+            self._queue_maps(name, kind)
         self.wanted.set()
 
     async def read(self) -> None:
