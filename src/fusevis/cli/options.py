@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from fusevis.io import ImageSet
+    from fusevis.metrics import MetricConvention
     from fusevis.models.specs import ModelSpec
 
 DEFAULT_MAX_PIXELS = 1 << 26
@@ -273,7 +274,7 @@ MetricConventionOption = Annotated[
 ]
 
 
-def metric_convention(name: str) -> object:
+def metric_convention(name: str) -> MetricConvention:
     """The :class:`~fusevis.metrics.MetricConvention` named by ``--convention``.
 
     Raises
