@@ -69,3 +69,60 @@ def test_demo_dataset_is_a_paired_dataset(tmp_path) -> None:  # noqa: ANN001
 
     with pytest.raises(InputError, match="crop size 999 does not fit"):
         export_demo_dataset(tmp_path / "bad", count=1, size=999)
+
+
+def test_demo_volumes_are_small_ras_unit_float32() -> None:
+    import nibabel as nib
+
+    from fusevis.io.demo import demo_volume_arrays
+
+    arrays, affine = demo_volume_arrays()
+    assert sorted(arrays) == ["mri", "pet"]
+    for array in arrays.values():
+        assert array.dtype == np.float32 and array.ndim == 3
+        assert array.shape[0] <= 128 and array.shape[1] <= 128 and array.shape[2] <= 96
+        assert array.min() == 0.0 and array.max() == 1.0
+    assert arrays["mri"].shape == arrays["pet"].shape
+    assert nib.aff2axcodes(affine) == ("R", "A", "S")
+    assert np.allclose(np.diag(affine)[:3], 2.0)
+    # the coarse grid's voxel centres are the centres of the 1 mm blocks they average
+    from fusevis.io.demo import _nilearn_file
+
+    fine = nib.load(str(_nilearn_file("mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"))).affine
+    assert np.allclose(affine @ [3, 4, 5, 1], fine @ [6.5, 8.5, 10.5, 1])
+    # the PET follows the tissue: brighter in grey matter than in the background
+    volumes = _mni_volumes()
+    assert arrays["pet"][arrays["mri"] > 0.5].mean() > 5 * arrays["pet"][:3, :3, :3].mean()
+    copy, _ = demo_volume_arrays()
+    copy["mri"][...] = 0
+    assert demo_volume_arrays()[0]["mri"].max() == 1.0  # callers get copies
+    assert volumes["t1"].ndim == 3
+
+
+def test_export_demo_volumes_reads_back(tmp_path: Path) -> None:
+    import nibabel as nib
+
+    from fusevis.io import load_image
+    from fusevis.io.demo import demo_volume_arrays, export_demo_volumes
+
+    arrays, affine = demo_volume_arrays()
+    written = export_demo_volumes(tmp_path)
+    assert written == [tmp_path / "mri.nii.gz", tmp_path / "pet.nii.gz"]
+    for path, key in zip(written, ("mri", "pet"), strict=True):
+        image = nib.load(str(path))
+        assert isinstance(image, nib.Nifti1Image)
+        assert np.array_equal(image.affine, affine)
+        assert image.header.get_xyzt_units()[0] == "mm"
+        assert np.array_equal(np.asarray(image.dataobj), arrays[key])
+    k = 50
+    axial = load_image(written[0], slice_index=k, axis=2).data
+    plane = arrays["mri"][:, :, k]
+    # anterior up: row 0 holds the largest y (the (x, y) plane turned a quarter to the left)
+    assert axial.shape == (plane.shape[1], plane.shape[0])
+    expected = np.rot90(plane)
+    expected = (expected - expected.min()) / (expected.max() - expected.min())
+    assert np.allclose(axial, expected, atol=1e-6)
+    # row r, column c is voxel (x=c, y=Y-1-r): anterior (large y) up, right (large x) right
+    x, y = 40, 90
+    assert axial[plane.shape[1] - 1 - y, x] == pytest.approx(expected[plane.shape[1] - 1 - y, x])
+    assert expected[plane.shape[1] - 1 - y, x] > 0 and not np.allclose(axial, np.flipud(axial))

@@ -6,6 +6,10 @@ fMRI statistical map; the multi-focus and multi-exposure sets from scikit-image'
 photographs by the recipes of :mod:`fusevis.io.tasks` (which also gives their ground truth:
 the sharp picture with the focus mask, or the scene with each exposure's quality). Every set
 is 256×256; :func:`load_demo` returns it min-max normalised like any loaded image.
+
+The demo volume pair (:func:`demo_volume_arrays`, :func:`export_demo_volumes`) is the same
+MRI + simulated FDG-PET model over the whole brain, on a 2 mm grid (98×116×94 voxels, RAS+)
+so that whole-volume runs stay quick.
 """
 
 from __future__ import annotations
@@ -94,17 +98,18 @@ def simulate_fdg_pet(
     fwhm_mm: float = 7.0,
     voxel_mm: float = 1.0,
     noise: float = 0.03,
-    lesion: tuple[int, int, int] | None = None,
+    lesion: tuple[int, ...] | None = None,
     seed: int = 0,
 ) -> np.ndarray:
-    """Simulate an FDG-PET slice from tissue probability maps.
+    """Simulate an FDG-PET slice or volume from tissue probability maps.
 
     The model is deliberately simple and stated in full:
 
     1. uptake = 4·GM + 1·WM (grey matter takes up about four times as much FDG as white
        matter; CSF and background take up none);
     2. optionally a hypometabolic region: inside the disc ``lesion = (row, col, radius)``
-       (in voxels) uptake is halved, as in a focal FDG deficit;
+       (a 2-D slice) or the ball ``lesion = (x, y, z, radius)`` (a volume), in voxels,
+       uptake is halved, as in a focal FDG deficit;
     3. blur with an isotropic Gaussian of ``fwhm_mm`` (σ = FWHM / 2.3548), the scanner's
        point-spread function (6–8 mm for clinical PET);
     4. add Gaussian noise whose standard deviation is ``noise`` × the image maximum ×
@@ -113,13 +118,14 @@ def simulate_fdg_pet(
     Parameters
     ----------
     gray_matter, white_matter : numpy.ndarray
-        2-D probability maps in [0, 1] on the same grid.
+        2-D or 3-D probability maps in [0, 1] on the same grid (every step works in n-D:
+        the same model gives a slice or a whole volume).
     fwhm_mm, voxel_mm : float
         PSF width and the grid's voxel size in millimetres.
     noise : float
         Relative noise level (0 for none).
     lesion : tuple of int or None
-        Centre row, centre column and radius of the reduced-uptake disc.
+        Centre (one index per axis) and radius of the reduced-uptake disc or ball.
     seed : int
         Seed of the noise generator.
 
@@ -132,9 +138,12 @@ def simulate_fdg_pet(
 
     uptake = 4.0 * gray_matter + 1.0 * white_matter
     if lesion is not None:
-        row, col, radius = lesion
-        rr, cc = np.ogrid[: uptake.shape[0], : uptake.shape[1]]
-        uptake = np.where((rr - row) ** 2 + (cc - col) ** 2 <= radius**2, 0.5 * uptake, uptake)
+        if len(lesion) != uptake.ndim + 1:
+            raise ValueError(f"lesion needs {uptake.ndim} centre indices and a radius")
+        *centre, radius = lesion
+        grids = np.ogrid[tuple(slice(0, n) for n in uptake.shape)]
+        distance = sum((g - c) ** 2 for g, c in zip(grids, centre, strict=True))
+        uptake = np.where(distance <= radius**2, 0.5 * uptake, uptake)
     blurred = gaussian_filter(uptake, sigma=fwhm_mm / 2.3548 / voxel_mm)
     peak = float(blurred.max())
     rng = np.random.default_rng(seed)
@@ -165,6 +174,92 @@ def _mri_fmri() -> dict[str, np.ndarray]:
     activation = np.clip(np.nan_to_num(resampled.get_fdata()[:, :, FMRI_SLICE]), 0.0, None)
     brain = _mni_volumes()["t1"][:, :, FMRI_SLICE]
     return {"mri": _to_display(brain), "fmri": _to_display(activation * (brain > 0))}
+
+
+VOLUME_VOXEL_MM = 2
+"""Voxel size of the demo volumes: the 1 mm MNI grid averaged over 2×2×2 blocks."""
+
+
+def _block_mean(volume: np.ndarray, factor: int) -> np.ndarray:
+    """Average ``factor``³ blocks of a volume (trailing voxels that do not fill one dropped)."""
+    shape = tuple(n // factor for n in volume.shape)
+    cropped = volume[tuple(slice(0, n * factor) for n in shape)]
+    blocks = cropped.reshape(shape[0], factor, shape[1], factor, shape[2], factor)
+    return blocks.mean(axis=(1, 3, 5))
+
+
+def _mni_affine() -> np.ndarray:
+    import nibabel as nib
+
+    name = "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"
+    return np.asarray(nib.load(str(_nilearn_file(name))).affine, np.float64)
+
+
+def _unit_float32(volume: np.ndarray) -> np.ndarray:
+    low, high = float(volume.min()), float(volume.max())
+    return ((volume - low) / (high - low)).astype(np.float32)
+
+
+@cache
+def _demo_volumes() -> tuple[dict[str, np.ndarray], np.ndarray]:
+    factor = VOLUME_VOXEL_MM
+    volumes = {key: _block_mean(v, factor) for key, v in _mni_volumes().items()}
+    pet = simulate_fdg_pet(volumes["gm"], volumes["wm"], voxel_mm=float(factor))
+    affine = _mni_affine()
+    # block (i, j, k) covers 1 mm voxels factor*i ... factor*i + factor - 1: its centre
+    coarse = affine.copy()
+    coarse[:3, :3] = affine[:3, :3] * factor
+    coarse[:3, 3] = affine[:3, :3] @ np.full(3, (factor - 1) / 2) + affine[:3, 3]
+    arrays = {"mri": _unit_float32(volumes["t1"]), "pet": _unit_float32(pet)}
+    for array in arrays.values():
+        array.setflags(write=False)
+    coarse.setflags(write=False)
+    return arrays, coarse
+
+
+def demo_volume_arrays() -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The demo MRI + simulated FDG-PET volume pair and its affine.
+
+    The MNI152 T1 template and the simulated FDG-PET of :func:`simulate_fdg_pet` (4:1
+    grey/white uptake, 7 mm FWHM, noise; no lesion) applied in 3-D, on a 2 mm grid (the
+    1 mm template averaged over 2×2×2 blocks): 98×116×94 voxels, axial slices 98×116.
+    Computed once per process (cached); the arrays returned are copies.
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        ``{"mri": T1, "pet": simulated FDG-PET}`` as float32 (X, Y, Z) arrays in RAS+
+        order, each min-max scaled to [0, 1].
+    numpy.ndarray
+        Their 4×4 voxel-to-world affine in millimetres (MNI space; 2 mm voxels).
+    """
+    arrays, affine = _demo_volumes()
+    return {key: array.copy() for key, array in arrays.items()}, affine.copy()
+
+
+def export_demo_volumes(folder: str | PathLike[str]) -> list[Path]:
+    """Write the demo volume pair as ``folder/mri.nii.gz`` and ``folder/pet.nii.gz``.
+
+    NIfTI-1, float32, with the affine of :func:`demo_volume_arrays` as both sform and
+    qform (code ``mni``) and units of mm (``xyzt_units``); each file is written atomically.
+    Returns the two paths, MRI first.
+    """
+    import nibabel as nib
+
+    from fusevis.io.writers import atomic_output
+
+    arrays, affine = demo_volume_arrays()
+    written = []
+    for key in ("mri", "pet"):
+        image = nib.Nifti1Image(arrays[key], affine)
+        image.header.set_xyzt_units("mm", "sec")
+        image.set_qform(affine, code="mni")
+        image.set_sform(affine, code="mni")
+        target = Path(folder) / f"{key}.nii.gz"
+        with atomic_output(target) as temporary:
+            nib.save(image, str(temporary))
+        written.append(target)
+    return written
 
 
 DEMO_SETS: dict[str, DemoSet] = {
