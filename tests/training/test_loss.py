@@ -37,3 +37,27 @@ def test_an_inverted_image_does_not_score_high() -> None:
     loss_inverted, _ = fusion_loss(-x, x, x)
     loss_identity, _ = fusion_loss(x, x, x)
     assert loss_inverted.item() > 0.9 > loss_identity.item()
+
+
+def test_range_penalty_is_the_mean_distance_from_the_unit_interval() -> None:
+    from fusevis.training.losses import range_penalty
+
+    fused = torch.tensor([[[[-0.5, 0.0], [0.5, 1.25]]]])
+    assert range_penalty(fused).item() == pytest.approx((0.5 + 0.25) / 4)
+    assert range_penalty(torch.rand(1, 1, 8, 8)).item() == 0.0
+
+
+def test_range_weight_adds_the_penalty_and_zero_keeps_the_papers_loss() -> None:
+    generator = torch.Generator().manual_seed(1)
+    x1, x2 = (torch.rand(1, 1, 24, 24, generator=generator) for _ in range(2))
+    fused = torch.rand(1, 1, 24, 24, generator=generator) * 1.6 - 0.3  # partly outside [0, 1]
+    plain, terms = fusion_loss(fused, x1, x2)
+    weighted, _ = fusion_loss(fused, x1, x2, LossWeights(range_weight=2.0))
+    assert terms["range"] > 0
+    assert weighted.item() == pytest.approx(plain.item() + 2.0 * terms["range"], rel=1e-6)
+    fused.requires_grad_(True)
+    loss, _ = fusion_loss(fused, x1, x2, LossWeights(range_weight=1.0))
+    loss.backward()
+    below = fused.detach() < 0
+    # below 0 the SSIM term (clipped at 0) passes no gradient: only MSE and the range term pull up
+    assert (fused.grad[below] < 0).all()

@@ -113,6 +113,20 @@ def train_command(
     ] = None,
     gamma_ssim: float = 0.5,
     gamma_l2: float = 0.5,
+    range_weight: Annotated[
+        float,
+        typer.Option(
+            help="Weight of the range term: mean distance of the fused image from [0, 1] "
+            "(0: the paper's loss; the shipped paper networks use 1)."
+        ),
+    ] = 0.0,
+    ssim_clip: Annotated[
+        bool,
+        typer.Option(
+            help="Take the loss's SSIM of the fused image clipped at 0 (stops an unbounded "
+            "network from learning the inverted image); --no-ssim-clip with a range term."
+        ),
+    ] = True,
     steps_per_epoch: Annotated[
         int | None,
         typer.Option(help="Steps per epoch (default: pairs / batch size; 100 on the fly)."),
@@ -165,6 +179,8 @@ def train_command(
     from fusevis.training.evaluate import ssim_scores
 
     objective = _check_task(task, data, images, target)
+    if range_weight < 0:
+        raise FuseVisError(f"--range-weight must be 0 or more, got {range_weight}")
     check_writable(out, "folder")
     use_threads(threads)
     synthetic = task != "paired"
@@ -183,7 +199,7 @@ def train_command(
         crop=crop or None,
         flips=flips,
         lr=lr,
-        loss=LossWeights(lam_value, gamma_ssim, gamma_l2),
+        loss=LossWeights(lam_value, gamma_ssim, gamma_l2, range_weight, ssim_clip),
         steps_per_epoch=steps_per_epoch,
         seed=seed,
         device=device,
@@ -253,8 +269,12 @@ def train_command(
             "lambda": lam_value,
             "gamma_ssim": gamma_ssim,
             "gamma_l2": gamma_l2,
+            "range_weight": range_weight,
+            "ssim_clip": ssim_clip,
+            "formula": "lambda*[g*(1-SSIM(F,x1)) + (1-g)*(1-SSIM(F,x2))] + (1-lambda)*[g2*MSE"
+            "(F,x1) + (1-g2)*MSE(F,x2)] + range_weight*mean(max(-F,0) + max(F-1,0))",
             "ssim": "pytorch-msssim, 11x11 gaussian window, sigma 1.5, data_range 1, "
-            "fused image clipped at 0",
+            + ("fused image clipped at 0" if ssim_clip else "fused image as it is"),
         }
     per_epoch = steps_per_epoch or max(1, len(inputs["pairs"]) // batch_size)
     metadata = {

@@ -20,7 +20,7 @@ from fusevis.training.losses import TRUTH_LAMBDA, LossWeights, fusion_loss, trut
 
 CHECKPOINT_NAME = "checkpoint.pt"
 HISTORY_NAME = "loss.csv"
-HISTORY_COLUMNS = ("epoch", "step", "loss", "ssim1", "ssim2", "mse1", "mse2")
+HISTORY_COLUMNS = ("epoch", "step", "loss", "ssim1", "ssim2", "mse1", "mse2", "range")
 TRUTH_HISTORY_COLUMNS = ("epoch", "step", "loss", "ssim_truth", "l1_truth")
 TARGETS = ("inputs", "truth")
 
@@ -102,8 +102,11 @@ def _append_history(
     path: Path, rows: list[dict[str, float]], columns: Sequence[str] = HISTORY_COLUMNS
 ) -> None:
     new = not path.exists()
+    if not new:  # a resumed run keeps the columns its file was started with
+        with path.open(newline="") as handle:
+            columns = next(csv.reader(handle), None) or columns
     with path.open("a", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
         if new:
             writer.writeheader()
         writer.writerows(rows)
