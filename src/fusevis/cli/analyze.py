@@ -16,8 +16,10 @@ from fusevis.cli.options import (
     Normalize,
     Parts,
     Rule,
+    Scheduler,
     Threads,
     WeightsList,
+    Workers,
     metric_convention,
     use_threads,
 )
@@ -47,10 +49,8 @@ def analyze_command(
             "modality. Adds each network's agreement with it to the summary (docs/tasks.md)."
         ),
     ] = None,
-    workers: Annotated[int, typer.Option(help="Worker processes of the local cluster.")] = 2,
-    scheduler: Annotated[
-        str | None, typer.Option(help="tcp://HOST:PORT of an existing Dask scheduler.")
-    ] = None,
+    workers: Workers = 2,
+    scheduler: Scheduler = None,
     threads: Threads = None,
     convention: MetricConventionOption = "fusevis",
 ) -> None:

@@ -9,6 +9,7 @@ import typer
 
 from fusevis.cli.options import (
     Adapt,
+    AllSlices,
     Axis,
     Color,
     DisplayName,
@@ -18,18 +19,29 @@ from fusevis.cli.options import (
     Normalize,
     Parts,
     Rule,
+    Scheduler,
     Series,
     SliceIndex,
     Threads,
     WeightsPath,
+    Workers,
     load_inputs_and_model,
     use_threads,
 )
+from fusevis.cli.volumes import NAMING, volume_command
+from fusevis.errors import InputError
 
 
 def fuse_command(
     inputs: Inputs,
-    output: Annotated[Path, typer.Option("--output", "-o", help=".png, .npy, .npz or .nii.gz")],
+    output: Annotated[
+        Path,
+        typer.Option(
+            "--output",
+            "-o",
+            help=".png, .npy, .npz or .nii.gz; with --all-slices .nii.gz: " + NAMING,
+        ),
+    ],
     model: ModelName = None,
     weights: WeightsPath = None,
     adapt: Adapt = None,
@@ -44,6 +56,9 @@ def fuse_command(
     max_pixels: MaxPixels = None,
     series: Series = None,
     threads: Threads = None,
+    all_slices: AllSlices = False,
+    workers: Workers = 2,
+    scheduler: Scheduler = None,
 ) -> None:
     """Fuse INPUT images with a network and write the fused image.
 
@@ -51,7 +66,37 @@ def fuse_command(
     outputs keep the network's raw values. With --color ycbcr the fused Y is recoloured
     with the colour input's Cb/Cr (or as --adapt chroma= says; PNG becomes RGB; .npz also
     stores ``rgb``).
+
+    With --all-slices (NIfTI volumes): every slice along --axis, each fused as a 2-D run
+    of that slice would be (normalised per slice), on Dask; the fused volume is written on
+    the inputs' grid (RAS+ affine, their units). Slices where an input is constant are
+    zeros.
     """
+    if all_slices:
+        for flag, given in (("--slice", slice_index is not None), ("--series", bool(series))):
+            if given:
+                raise InputError(None, f"{flag} cannot be used with --all-slices")
+        use_threads(threads)
+        volume_command(
+            "fuse",
+            inputs,
+            output,
+            model,
+            weights,
+            adapt,
+            name,
+            parts,
+            rule,
+            color,
+            normalize,
+            axis,
+            device,
+            max_pixels,
+            workers,
+            scheduler,
+            threads,
+        )
+        return
     import numpy as np
 
     from fusevis.io import recolor, save_image

@@ -160,6 +160,20 @@ Threads = Annotated[
 ]
 
 
+Workers = Annotated[int, typer.Option(help="Worker processes of the local Dask cluster.")]
+Scheduler = Annotated[
+    str | None, typer.Option(help="tcp://HOST:PORT of an existing Dask scheduler.")
+]
+AllSlices = Annotated[
+    bool,
+    typer.Option(
+        "--all-slices",
+        help="Every slice of NIfTI volume inputs along --axis, on Dask (--workers, "
+        "--scheduler), resumable; writes NIfTI volumes on the inputs' grid (docs/volumes.md).",
+    ),
+]
+
+
 def use_threads(threads: int | None) -> None:
     """Limit torch's intra-op threads to ``threads`` (None: leave torch's default)."""
     if threads is not None:

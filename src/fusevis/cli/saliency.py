@@ -9,6 +9,7 @@ import typer
 
 from fusevis.cli.options import (
     Adapt,
+    AllSlices,
     Axis,
     Channel,
     Color,
@@ -20,13 +21,16 @@ from fusevis.cli.options import (
     Normalize,
     Parts,
     Rule,
+    Scheduler,
     Series,
     SliceIndex,
     Threads,
     WeightsPath,
+    Workers,
     load_inputs_and_model,
     use_threads,
 )
+from fusevis.cli.volumes import NAMING, volume_command
 from fusevis.errors import FuseVisError, InputError
 
 if TYPE_CHECKING:
@@ -285,7 +289,12 @@ def _write_maps(
 
 def guidance_command(
     inputs: Inputs,
-    output: Annotated[Path, typer.Option("--output", "-o", help=".npz, .h5, .zarr or .png")],
+    output: Annotated[
+        Path,
+        typer.Option(
+            "--output", "-o", help=".npz, .h5, .zarr or .png; with --all-slices .nii.gz: " + NAMING
+        ),
+    ],
     model: ModelName = None,
     weights: WeightsPath = None,
     adapt: Adapt = None,
@@ -323,13 +332,54 @@ def guidance_command(
             "estimate, with the bounds."
         ),
     ] = False,
+    all_slices: AllSlices = False,
+    workers: Workers = 2,
+    scheduler: Scheduler = None,
 ) -> None:
     """Guidance maps (the Jacobian's diagonal) of every fused pixel, exactly.
 
     Writes ``fused``, ``guidance_0``, ``guidance_1``, ... and with --influence
     ``influence_k`` and ``share_k``; with --estimate (only where the maps cannot be exact
     fast) ``error_bound_k`` and the estimate flag. Interrupted runs resume from the cache.
+
+    With --all-slices (NIfTI volumes): every slice along --axis, each as a 2-D run of that
+    slice would compute it (normalised per slice), on Dask; the results are NIfTI volumes
+    on the inputs' grid (RAS+ affine, their units). Slices where an input is constant are
+    zeros.
     """
+    if all_slices:
+        for flag, given in (
+            ("--slice", slice_index is not None),
+            ("--paper-layout", paper_layout),
+            ("--estimate", estimate),
+            ("--series", bool(series)),
+        ):
+            if given:
+                raise InputError(None, f"{flag} cannot be used with --all-slices")
+        use_threads(threads)
+        volume_command(
+            "guidance",
+            inputs,
+            output,
+            model,
+            weights,
+            adapt,
+            name,
+            parts,
+            rule,
+            color,
+            normalize,
+            axis,
+            device,
+            max_pixels,
+            workers,
+            scheduler,
+            threads,
+            influence=influence,
+            channel=channel,
+            tile=tile,
+        )
+        return
     if output.suffix not in (".npz", ".h5", ".hdf5", ".zarr", ".png"):
         raise InputError(output, "guidance output must be .npz, .h5, .zarr or .png")
     from rich.progress import (

@@ -52,6 +52,11 @@ class RawArray:
     spacing: tuple[float, ...] | None = None
     rotate_slices: bool = False
     """Whether 2-D slices need a 90° turn to show the usual way up (NIfTI's RAS+ axes)."""
+    affine: np.ndarray | None = None
+    """For NIfTI, the 4×4 affine of ``pixels`` as returned (reoriented to RAS+: nibabel's
+    ``as_closest_canonical``): voxel indices to world coordinates."""
+    header: object | None = None
+    """For NIfTI, the reoriented image's header (units, pixdim, qform/sform codes)."""
 
 
 def suffix_of(path: Path) -> str:
@@ -242,7 +247,10 @@ def read_nifti(path: Path, max_pixels: int | None = None) -> RawArray:
         volume = volume[..., None]
     if volume.ndim != 3:
         raise InputError(path, f"expected a 3-D volume, got shape {volume.shape}")
-    return RawArray(volume, zooms, rotate_slices=True)
+    header = image.header.copy()
+    header.set_data_shape(volume.shape)
+    affine = np.asarray(image.affine, np.float64)
+    return RawArray(volume, zooms, rotate_slices=True, affine=affine, header=header)
 
 
 def _check_nifti_header(path: Path, limit: int) -> None:
