@@ -2,7 +2,8 @@
 
 ``list_models()`` names the registered networks, ``list_models(task)`` those meant for one
 task (the paper's networks are MRI–PET ones; the :data:`TASK_NETWORKS`, such as
-``DeepFuse-multiexposure``, were trained on synthetic multi-focus or multi-exposure pairs).
+``DeepFuse-multiexposure``, were trained on synthetic multi-focus or multi-exposure pairs;
+``Fuse3D``, task ``volume``, fuses MRI–PET volumes with 3-D convolutions).
 ``get_model(name, weights=...)`` builds one (in eval mode) with ``weights="DEFAULT"`` (the
 shipped pretrained weights), ``None`` (random initialisation) or a path to any weights
 file. ``resolve_model`` also accepts a user's own network as ``package.module:Name`` or
@@ -25,6 +26,7 @@ from fusevis.errors import FuseVisError, ModelError
 from fusevis.models.averaging import WeightedAverage
 from fusevis.models.paper import DeepFuse, DeepPedestrian, FunFuseAn, MaskNet
 from fusevis.models.safe_pickle import one_line
+from fusevis.models.volumes import Fuse3D
 from fusevis.models.weights import load_weights, read_metadata
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
@@ -105,6 +107,12 @@ for _cls in (FunFuseAn, MaskNet, DeepFuse, DeepPedestrian):
 register_model(
     "WeightedAverage", "Per-pixel intensity-weighted averaging (no weights).", task="any"
 )(WeightedAverage)
+
+register_model(
+    "Fuse3D",
+    "A small 3-D MRI-PET fusion network for volumes (see docs/volumes.md).",
+    task="volume",
+)(Fuse3D)
 
 #: Paper architectures trained for another task (``fusevis train --task ...``): name,
 #: architecture, task. Registered only where ``weights/<name>.safetensors`` ships.

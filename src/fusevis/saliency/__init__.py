@@ -7,6 +7,7 @@ from fusevis.saliency.attribution import (
     IntegratedGradients,
     SmoothGrad,
 )
+from fusevis.saliency.boxes import Box, GridField
 from fusevis.saliency.cache import MapCache, cached_maps
 from fusevis.saliency.explanation import Explanation
 from fusevis.saliency.field import ReceptiveField, Window
@@ -19,13 +20,23 @@ from fusevis.saliency.maps import (
     guidance_maps,
     influence_maps,
 )
+from fusevis.saliency.volumetric import (
+    VolumeMaps,
+    VoxelJacobian,
+    guidance_volumes,
+    influence_volumes,
+    row_planes,
+    volume_maps,
+)
 
 __all__ = [
     "METHODS",
     "STRATEGIES",
+    "Box",
     "Cancelled",
     "Explanation",
     "Gradient",
+    "GridField",
     "GradientTimesInput",
     "IntegratedGradients",
     "Locality",
@@ -34,10 +45,16 @@ __all__ = [
     "ReceptiveField",
     "SaliencyMaps",
     "SmoothGrad",
+    "VolumeMaps",
+    "VoxelJacobian",
     "Window",
     "analyse_locality",
     "cached_maps",
     "compute_maps",
     "guidance_maps",
+    "guidance_volumes",
     "influence_maps",
+    "influence_volumes",
+    "row_planes",
+    "volume_maps",
 ]
