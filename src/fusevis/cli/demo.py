@@ -18,7 +18,9 @@ from fusevis.cli.view import AllowHost, Host, NoBrowser, Port, ViewerThreads, st
 if TYPE_CHECKING:
     import numpy as np
 
+    from fusevis.io import ImageSet
     from fusevis.saliency import SaliencyMaps
+    from fusevis.viewer.volume import VolumeSet
 
 
 def _shipped_models(set_name: str = "mri-pet", inputs: int = 2) -> list[str]:
@@ -127,7 +129,13 @@ def _guidance_figure(path: Path, name: str, maps: SaliencyMaps) -> None:
 
 
 def demo_command(
-    name: Annotated[str, typer.Option(help="Demo set (see `fusevis data list`).")] = "mri-pet",
+    name: Annotated[
+        str | None,
+        typer.Option(
+            help="A 2-D demo set instead of the demo volumes (see `fusevis data list`; "
+            "--static: default mri-pet)."
+        ),
+    ] = None,
     static: Annotated[
         bool,
         typer.Option("--static", help="Write figures and a table instead of opening the viewer."),
@@ -145,28 +153,53 @@ def demo_command(
     allow_host: AllowHost = None,
     threads: ViewerThreads = None,
 ) -> None:
-    """Open the viewer on a demo pair with every shipped network (--static: figures).
+    """Open the viewer on the demo MRI-PET volumes with every shipped network (--static: figures).
 
-    The viewer starts with DeepFuse; switch networks or compare up to four side by side.
-    ``--static`` writes per-pixel Jacobians of one fused pixel for each network, guidance
-    maps of one network for every pixel, figures (overview.png, guidance.png) and a table.
+    The viewer starts with DeepFuse on the middle axial slice of the demo T1 MRI and
+    simulated FDG-PET volumes; move through the slices (slider, axis, PageUp/PageDown),
+    switch networks or compare up to four side by side. ``--name`` opens a 2-D demo set
+    instead (with the networks trained for its task). ``--static`` writes per-pixel
+    Jacobians of one fused pixel for each network, guidance maps of one network for every
+    pixel, figures (overview.png, guidance.png) and a table.
     """
     if static:
         use_threads(threads)
-        static_demo(name, out, pixel, guidance_model)
+        static_demo(name or "mri-pet", out, pixel, guidance_model)
         return
     start_threads(threads)
-    from fusevis.io import load_demo
     from fusevis.viewer.access import host_names
     from fusevis.viewer.data import build_viewer_data
     from fusevis.viewer.server import serve
 
     host_names(allow_host or [])  # a bad name fails before the models load
-    image_set = load_demo(name)
-    models = _shipped_models(name, len(image_set))
-    typer.echo(f"loading {', '.join(models)} on the {name} demo pair ...")
-    data = build_viewer_data(image_set, models)
+    if name is None:
+        image_set, volume, start = demo_volumes()
+        models = _shipped_models("mri-pet", len(image_set))
+        typer.echo(f"loading {', '.join(models)} on the demo MRI-PET volumes ...")
+    else:
+        from fusevis.io import load_demo
+
+        image_set, volume, start = load_demo(name), None, None
+        models = _shipped_models(name, len(image_set))
+        typer.echo(f"loading {', '.join(models)} on the {name} demo pair ...")
+    data = build_viewer_data(image_set, models, volume=volume, start=start)
     serve(data, host=host, port=port, open_browser=not no_browser, allow_hosts=allow_host or [])
+
+
+def demo_volumes() -> tuple[ImageSet, VolumeSet, tuple[int, int]]:
+    """The demo MRI + FDG-PET volumes, at their middle axial slice: (slice, volumes, key)."""
+    from fusevis.io.demo import demo_volume_arrays
+    from fusevis.viewer.volume import VolumeSet
+
+    arrays, affine = demo_volume_arrays()
+    spacing = tuple(float(abs(affine[i, i])) for i in range(3))
+    volume = VolumeSet.from_arrays(
+        [arrays["mri"], arrays["pet"]],
+        ["demo-mri", "demo-pet"],
+        spacing,  # type: ignore[arg-type]
+    )
+    start = (2, volume.depths[2] // 2)
+    return volume.image_set(start), volume, start
 
 
 def static_demo(name: str, out: Path, pixel: tuple[int, int], guidance_model: str) -> None:

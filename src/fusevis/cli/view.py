@@ -15,6 +15,7 @@ import typer
 
 from fusevis.cli.options import (
     Adapt,
+    Axis,
     Color,
     DisplayName,
     MaxPixels,
@@ -22,6 +23,7 @@ from fusevis.cli.options import (
     Normalize,
     Parts,
     Rule,
+    SliceIndex,
     WeightsList,
     use_threads,
 )
@@ -106,25 +108,48 @@ def view_command(
     ] = True,
     max_pixels: MaxPixels = None,
     threads: ViewerThreads = None,
+    slice_index: SliceIndex = None,
+    axis: Axis = 2,
 ) -> None:
-    """Open the interactive viewer: hover a fused pixel to see its exact saliency maps."""
+    """Open the interactive viewer: hover a fused pixel to see its exact saliency maps.
+
+    Volumes (NIfTI, DICOM) open at --slice across --axis (2 axial, 1 coronal, 0 sagittal;
+    default the middle axial slice); the page moves through the slices (slider, axis,
+    PageUp/PageDown).
+    """
     from fusevis.io import load_images
     from fusevis.models.specs import choose_loading, model_specs
     from fusevis.viewer.access import host_names
     from fusevis.viewer.data import build_viewer_data
     from fusevis.viewer.server import serve
+    from fusevis.viewer.volume import VolumeSet, all_volumes, parse_axis
 
     host_names(allow_host or [])  # a bad name fails before the models load
     start_threads(threads)
     # the images are loaded as the models' conventions (--adapt) need, unless told otherwise
     specs = model_specs(model, weights, adapt, name, parts, rule)
     loading = choose_loading(specs, normalize, color)
-    image_set = load_images(
-        inputs,
-        color=loading.color,  # type: ignore[arg-type]
-        normalize=loading.normalize,  # type: ignore[arg-type]
-        max_pixels=max_pixels,
-    )
+    volume, start = None, None
+    if all_volumes(inputs):
+        chosen = parse_axis(axis)
+        volume = VolumeSet.read(
+            inputs,
+            color=loading.color,  # type: ignore[arg-type]
+            normalize=loading.normalize,  # type: ignore[arg-type]
+            max_pixels=max_pixels,
+        )
+        index = volume.depths[chosen] // 2 if slice_index is None else slice_index
+        start = volume.check((chosen, index))
+        image_set = volume.image_set(start)
+    else:
+        image_set = load_images(
+            inputs,
+            color=loading.color,  # type: ignore[arg-type]
+            normalize=loading.normalize,  # type: ignore[arg-type]
+            slice_index=slice_index,
+            axis=axis,
+            max_pixels=max_pixels,
+        )
     data = build_viewer_data(
         image_set,
         model,
@@ -135,6 +160,8 @@ def view_command(
         names=name,
         parts=parts,
         rules=rule,
+        volume=volume,
+        start=start,
     )
     serve(
         data,

@@ -19,6 +19,7 @@ from torch import nn
 from fusevis.errors import InputError, ModelError
 from fusevis.io import Image, ImageSet, image_from_array, load_image
 from fusevis.models.specs import check_loaded, load_named_models
+from fusevis.viewer.volume import VolumeSet, all_volumes
 
 ModelsArgument = nn.Module | str | Sequence[nn.Module | str] | Mapping[str, nn.Module]
 
@@ -40,6 +41,21 @@ def as_image(item: Any, index: int) -> Image:
     raise InputError(
         label, f"expected a tensor, a numpy array or a file path, not {type(item).__name__}"
     )
+
+
+def as_volume_set(inputs: Any) -> VolumeSet | None:
+    """The inputs as volumes, when they are (a VolumeSet, or paths of volumes only)."""
+    if isinstance(inputs, VolumeSet):
+        return inputs
+    if (
+        isinstance(inputs, Sequence)
+        and not isinstance(inputs, str)
+        and len(inputs) >= 2
+        and all(isinstance(item, str | PathLike) for item in inputs)
+        and all_volumes(inputs)
+    ):
+        return VolumeSet.read(inputs)
+    return None
 
 
 def as_image_set(inputs: Any) -> ImageSet:

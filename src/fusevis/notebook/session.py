@@ -26,6 +26,7 @@ from fusevis.saliency.inputs import check_pixel
 from fusevis.viewer.app import (
     COMPUTING_NOTICE_S,
     apply_message,
+    blank_frame,
     computing_frame,
     images_frame,
     maps_frame,
@@ -36,7 +37,7 @@ from fusevis.viewer.app import (
 from fusevis.viewer.data import ViewerData
 from fusevis.viewer.export import export_arrays, npz_bytes
 from fusevis.viewer.frames import encode_frame
-from fusevis.viewer.state import ViewerState
+from fusevis.viewer.volume import BlankSlice
 
 Send = Callable[[dict[str, Any], list[bytes]], None]
 Build = Callable[[], tuple[dict[str, Any], list[bytes]]]
@@ -121,13 +122,14 @@ class NotebookSession:
 
     def __init__(self, data: ViewerData, send: Send) -> None:
         self.data = data
-        self.state = ViewerState(data.shape, data.names)
+        self.state = data.new_state()
         self.outbox = LatestOutbox(send)
         self.seq = 0
         self.last_answer: tuple[dict[str, Any], dict[str, np.ndarray]] | None = None
         self._wanted = threading.Event()
         self._received = time.perf_counter()  # when the latest page message arrived
         self._closed = False
+        self._view_wanted = False
         self._lock = threading.Lock()
         self.answered = threading.Condition(self._lock)
         self.answers = 0
@@ -173,9 +175,21 @@ class NotebookSession:
     def set_pixel(self, pixel: tuple[int, int]) -> tuple[int, int]:
         """Move the explained pixel (pinned or not); the page's marker follows its answer."""
         self._received = time.perf_counter()
-        self.state.pixel = check_pixel(pixel, self.data.shape)
+        self.state.pixel = check_pixel(pixel, self.state.shape)
         self._wanted.set()
         return self.state.pixel
+
+    def set_slice(self, axis: object = None, index: object = None) -> None:
+        """Show another slice or axis of a volume (as the page's ``slice`` message does).
+
+        Raises
+        ------
+        FuseVisError
+            One line: a 2-D image set, an unknown axis, a slice outside the volume.
+        """
+        self._received = time.perf_counter()
+        if self.state.set_slice(axis, index):
+            self.send_view()
 
     def error(self, message: str) -> None:
         """Show a one-line error in the page (the latest one, if several wait)."""
@@ -183,22 +197,46 @@ class NotebookSession:
         self.outbox.put(("error",), lambda: ({"frame": True}, [frame]))
 
     def send_view(self) -> None:
-        """Queue images and the maps of every model in view, and the pixel's answer."""
-        self.outbox.put(("images",), _frame(lambda: images_frame(self.data, self.state)))
+        """Want images, the maps of every model in view and the pixel's answer (in order)."""
+        self._view_wanted = True
+        self._wanted.set()
+
+    def _open_view(self) -> bool:
+        """Open the slice in view (engine thread), queue its images, request its maps.
+
+        False when no pixel is to be answered now: a blank slice (the page says why) or
+        another view asked for meanwhile.
+        """
+        self._view_wanted = False
+        key, names = self.state.slice_key, self.state.in_view
+        snapshot = self.state.snapshot()
+        try:
+            view = self.data.hover.submit(self.data.open_view, key, names).result()
+        except BlankSlice as blank:
+            why = blank.problem
+            self.outbox.put(("images",), _frame(lambda: blank_frame(snapshot, why)))
+            return False
+        except FuseVisError as error:
+            self.error(str(error))
+            return False
+        if self._view_wanted:
+            return False
+        self.outbox.put(("images",), _frame(lambda: images_frame(self.data, snapshot, view)))
         for name, kind in request_view_maps(self.data, self.state):
             self._queue_maps(name, kind)
-        self._wanted.set()
+        return True
 
     def export_npz(self, name: str | None = None) -> tuple[str, bytes]:
         """The ``.npz`` of the current pixel and model (as the viewer's export): name, bytes."""
         name = name or self.state.in_view[0]
         if name not in self.data.hover.sessions:
             raise InputError(None, f"unknown model {name!r}; this explorer has {self.data.names}")
-        pixel = self.state.pixel
-        hover = self.data.hover
-        rows = hover.submit(hover.full_jacobians, name, pixel).result()
-        filename = f"fusevis-{name}-{pixel[0]}-{pixel[1]}.npz"
-        return filename, npz_bytes(export_arrays(self.data, name, pixel, rows))
+        pixel, key = self.state.pixel, self.state.slice_key
+        found = self.data.hover.submit(self.data.export_rows, name, pixel, key)
+        rows, view = found.result()
+        where = "" if key is None else f"-{key[0]}-{key[1]}"
+        filename = f"fusevis-{name}{where}-{pixel[0]}-{pixel[1]}.npz"
+        return filename, npz_bytes(export_arrays(self.data, name, pixel, rows, view))
 
     def _npz_message(self) -> tuple[dict[str, Any], list[bytes]]:
         filename, content = self.export_npz()
@@ -206,15 +244,18 @@ class NotebookSession:
 
     # -- workers --------------------------------------------------------------------------
     def _on_maps(self, name: str, kind: str, what: str) -> None:
+        if self.data.maps.current != self.state.slice_key:
+            return  # maps of another slice
         if name in self.state.in_view and kind in ("guidance", self.state.map_kind):
             self._queue_maps(name, kind, what)
 
     def _queue_maps(self, name: str, kind: str, what: str = "arrays") -> None:
+        key = self.state.slice_key
         if what == "arrays":
-            build = _frame(lambda: maps_frame(self.data, name, kind))
+            build = _frame(lambda: maps_frame(self.data, name, kind, key))
             self.outbox.put(("maps", name, kind), build)
         else:
-            build = _frame(lambda: progress_frame(self.data, name, kind))
+            build = _frame(lambda: progress_frame(self.data, name, kind, key))
             self.outbox.put(("progress", name, kind), build)
 
     def _respond(self) -> None:
@@ -224,7 +265,13 @@ class NotebookSession:
             if self._closed:
                 return
             self._wanted.clear()
+            try:
+                if self._view_wanted and not self._open_view():
+                    continue
+            except RuntimeError:  # the engine was shut down: the widget is closing
+                return
             seq, names, pixel = self.seq, self.state.in_view, self.state.pixel
+            key = self.state.slice_key
             received = self._received
             notice = threading.Timer(
                 COMPUTING_NOTICE_S,
@@ -237,7 +284,7 @@ class NotebookSession:
             hover = self.data.hover
             try:
                 answer = hover.submit(
-                    self.data.pixel_frame, names, pixel, self._wanted.is_set
+                    self.data.pixel_frame, names, pixel, self._wanted.is_set, key
                 ).result()
             except FuseVisError as error:
                 self.error(str(error))
@@ -260,6 +307,13 @@ class NotebookSession:
                 self.last_answer = answer
                 self.answers += 1
                 self.answered.notify_all()
+            if key is not None and not self._wanted.is_set():  # the slices beside, meanwhile
+                try:
+                    hover.submit(self.data.prefetch, key, names, self._wanted.is_set).result()
+                except FuseVisError:  # a neighbour the models refuse: shown when asked for
+                    pass
+                except RuntimeError:
+                    return
 
     def close(self) -> None:
         """Stop the responder and the sender, then the map worker and the engine."""

@@ -24,12 +24,14 @@ import traitlets
 from fusevis.errors import FuseVisError
 from fusevis.notebook.errors import ExplorerError
 from fusevis.notebook.frontend import widget_css, widget_esm
-from fusevis.notebook.inputs import ModelsArgument, as_image_set, as_models
+from fusevis.notebook.inputs import ModelsArgument, as_image_set, as_models, as_volume_set
 from fusevis.notebook.session import NotebookSession
 from fusevis.saliency import MapCache
 from fusevis.saliency.inputs import check_pixel
 from fusevis.viewer.data import ViewerData
 from fusevis.viewer.scheduler import ASK_ABOVE_S
+from fusevis.viewer.slices import SliceView
+from fusevis.viewer.volume import AXES, axis_name, parse_axis
 
 Region = tuple[int, int, int, int]
 
@@ -46,9 +48,14 @@ class Explorer(anywidget.AnyWidget):
     models : nn.Module, str, or a list of them, or dict of str to nn.Module
         The networks: modules, shipped networks by name (``"DeepFuse"``) or model specs
         as on the command line; a dict gives display names.
-    inputs : sequence of tensors, numpy arrays or paths, or ImageSet
+    inputs : sequence of tensors, numpy arrays or paths, or ImageSet, or VolumeSet
         The registered inputs (two or more, one shape); arrays are min-max scaled, files are
-        read as :func:`fusevis.io.load_image` reads them.
+        read as :func:`fusevis.io.load_image` reads them. Volumes (NIfTI or DICOM paths,
+        all of them, or a :class:`~fusevis.viewer.volume.VolumeSet`) are shown a slice
+        at a time, with the page's slice slider and axis choice (see :attr:`slice`).
+    slice, axis : int and str, optional
+        For volumes, the slice shown first (default: the middle one) and its axis
+        (``"axial"``, the default, ``"coronal"`` or ``"sagittal"``, or 2, 1, 0).
     cache : str or path, optional
         Where maps are cached (default: $FUSEVIS_CACHE).
     compute_maps : bool
@@ -66,6 +73,12 @@ class Explorer(anywidget.AnyWidget):
     region : (top, bottom, left, right) or None
         The selected rectangle (ends excluded, as slices): a shift-drag in the page sets it,
         setting it tints it in the page.
+    slice : int or None
+        For volumes, the slice in view (None for 2-D images); the page's slider and
+        PageUp/PageDown change it, setting it shows that slice in the page.
+    axis : str or None
+        For volumes, ``"axial"``, ``"coronal"`` or ``"sagittal"`` (None for 2-D images);
+        set it (a name or 0-2) to look across another axis, at the slice last shown there.
 
     Raises
     ------
@@ -84,12 +97,16 @@ class Explorer(anywidget.AnyWidget):
     pixel = traitlets.Tuple(traitlets.Int(), traitlets.Int(), default_value=(0, 0)).tag(sync=True)
     pinned = traitlets.Bool(False).tag(sync=True)
     region = traitlets.Tuple(default_value=None, allow_none=True).tag(sync=True)
+    slice = traitlets.Int(None, allow_none=True).tag(sync=True)
+    axis = traitlets.Unicode(None, allow_none=True).tag(sync=True)
 
     def __init__(
         self,
         models: ModelsArgument,
         inputs: Any,
         *,
+        slice: int | None = None,  # the trait's name
+        axis: int | str = "axial",
         cache: str | PathLike[str] | None = None,
         compute_maps: bool = True,
         ask_above_s: float = ASK_ABOVE_S,
@@ -97,7 +114,15 @@ class Explorer(anywidget.AnyWidget):
     ) -> None:
         self._session: NotebookSession | None = None
         try:
-            image_set = as_image_set(inputs)
+            volume = as_volume_set(inputs)
+            start = None
+            if volume is not None:
+                chosen = parse_axis(axis)
+                index = volume.depths[chosen] // 2 if slice is None else slice
+                start = volume.check((chosen, index))
+                image_set = volume.image_set(start)
+            else:
+                image_set = as_image_set(inputs)
             named = as_models(models, image_set)
             data = ViewerData(
                 image_set,
@@ -105,13 +130,26 @@ class Explorer(anywidget.AnyWidget):
                 MapCache(cache) if cache is not None else None,
                 compute_maps,
                 ask_above_s=ask_above_s,
+                volume=volume,
+                start=start,
             )
         except FuseVisError as error:
             raise ExplorerError(str(error)) from None
         super().__init__(**kwargs)
         self._session = NotebookSession(data, self._to_page)
         self.pixel = self._session.state.pixel
+        self._sync_slice()
         self.on_msg(self._on_page_message)
+
+    def _sync_slice(self) -> None:
+        """The traits ``slice`` and ``axis`` from the session's state."""
+        state = self._live().state
+        if state.slice_key is None:
+            return
+        axis, index = axis_name(state.axis), state.index
+        if (self.axis, self.slice) != (axis, index):
+            with self.hold_trait_notifications():
+                self.axis, self.slice = axis, index
 
     # -- the link to the page -----------------------------------------------------------
     def _to_page(self, content: dict[str, Any], buffers: list[bytes]) -> None:
@@ -128,6 +166,7 @@ class Explorer(anywidget.AnyWidget):
             return
         session.handle(content)
         state = session.state
+        self._sync_slice()
         if tuple(self.pixel) != state.pixel:
             self.pixel = state.pixel
         if self.pinned != state.pinned:
@@ -138,7 +177,7 @@ class Explorer(anywidget.AnyWidget):
         if self._session is None:
             return tuple(proposal["value"])
         try:
-            return check_pixel(proposal["value"], self._session.data.shape)
+            return check_pixel(proposal["value"], self._session.state.shape)
         except FuseVisError as error:
             raise ExplorerError(str(error)) from None
 
@@ -155,12 +194,59 @@ class Explorer(anywidget.AnyWidget):
             session.state.pinned = bool(change["new"])
             session.set_pixel(session.state.pixel)
 
+    @traitlets.validate("slice")
+    def _valid_slice(self, proposal: dict[str, Any]) -> int | None:
+        value, session = proposal["value"], self._session
+        if session is None:
+            return value
+        state = session.state
+        if state.depths is None:
+            if value is None:
+                return None
+            raise ExplorerError("these inputs are 2-D images: there are no slices")
+        depth = state.depths[state.axis]
+        if value is None or not 0 <= value < depth:
+            raise ExplorerError(
+                f"slice {value} is outside the volume ({axis_name(state.axis)} slices "
+                f"0-{depth - 1})"
+            )
+        return value
+
+    @traitlets.validate("axis")
+    def _valid_axis(self, proposal: dict[str, Any]) -> str | None:
+        value, session = proposal["value"], self._session
+        if session is None or (value is None and session.state.depths is None):
+            return value
+        if session.state.depths is None:
+            raise ExplorerError("these inputs are 2-D images: there are no slices")
+        try:
+            chosen = value if value in AXES else int(value)
+            return axis_name(parse_axis(chosen))
+        except (FuseVisError, TypeError, ValueError):
+            raise ExplorerError(
+                f"unknown axis {value!r}: use {', '.join(AXES)} (or 0, 1, 2)"
+            ) from None
+
+    @traitlets.observe("slice", "axis")
+    def _slice_changed(self, change: dict[str, Any]) -> None:
+        session = self._session
+        if session is None or session.state.depths is None:
+            return
+        state = session.state
+        if change["name"] == "axis" and change["new"] != axis_name(state.axis):
+            session.set_slice(axis=change["new"])  # the slice last shown across that axis
+            self._sync_slice()
+            if tuple(self.pixel) != state.pixel:  # centred in the new slice shape
+                self.pixel = state.pixel
+        elif change["name"] == "slice" and change["new"] != state.index:
+            session.set_slice(index=change["new"])
+
     @traitlets.validate("region")
     def _valid_region(self, proposal: dict[str, Any]) -> Region | None:
         value = proposal["value"]
         if value is None or self._session is None:
             return value
-        height, width = self._session.data.shape
+        height, width = self._session.state.shape
         try:
             top, bottom, left, right = (int(v) for v in value)
         except (TypeError, ValueError):
@@ -187,18 +273,27 @@ class Explorer(anywidget.AnyWidget):
 
     @property
     def shape(self) -> tuple[int, int]:
-        """The images' (height, width)."""
-        return self._live().data.shape
+        """The images' (height, width) (of the slice in view, for volumes)."""
+        return self._live().state.shape
+
+    def _view(self) -> SliceView:
+        """The slice in view with every model opened on it (engine thread)."""
+        session = self._live()
+        data, key = session.data, session.state.slice_key
+        try:
+            return data.hover.submit(data.open_view, key, data.names).result()
+        except FuseVisError as error:
+            raise ExplorerError(str(error)) from None
 
     @property
     def inputs(self) -> list[torch.Tensor]:
-        """The inputs as the models take them, (1, C, H, W) each."""
-        return list(self._live().data.tensors)
+        """The inputs as the models take them, (1, C, H, W) each (the slice in view)."""
+        return list(self._view().tensors)
 
     @property
     def fused(self) -> dict[str, torch.Tensor]:
-        """Each model's fused image, (H, W), by display name."""
-        sessions = self._live().data.hover.sessions
+        """Each model's fused image (the slice in view), (H, W), by display name."""
+        sessions = self._view().sessions
         return {name: torch.from_numpy(s.fused.copy()) for name, s in sessions.items()}
 
     @property
@@ -213,15 +308,16 @@ class Explorer(anywidget.AnyWidget):
     def jacobian_at(self, pixel: tuple[int, int]) -> dict[str, tuple[torch.Tensor, ...]]:
         """The Jacobian rows of any pixel, per model (see :attr:`jacobian`)."""
         data = self._live().data
+        view = self._view()
         try:
-            chosen = check_pixel(pixel, data.shape)
+            chosen = check_pixel(pixel, view.shape)
         except FuseVisError as error:
             raise ExplorerError(str(error)) from None
 
         def rows() -> dict[str, tuple[torch.Tensor, ...]]:
             return {
-                name: tuple(r.detach() for r in s.jacobian.attribute(data.tensors, pixel=chosen))
-                for name, s in data.hover.sessions.items()
+                name: tuple(r.detach() for r in s.jacobian.attribute(view.tensors, pixel=chosen))
+                for name, s in view.sessions.items()
             }
 
         return data.hover.submit(rows).result()
@@ -245,7 +341,10 @@ class Explorer(anywidget.AnyWidget):
         ExplorerError
             A map job failed, or did not finish within ``timeout_s``.
         """
-        scheduler = self._live().data.maps
+        session = self._live()
+        self._view()  # open, so that its maps can be computed
+        session.data.show_maps(session.state.slice_key)
+        scheduler = session.data.maps
         jobs = {name: scheduler.request(name, "influence", confirm=True) for name in self.names}
         deadline = time.monotonic() + timeout_s
         while not all(job.finished for job in jobs.values()):

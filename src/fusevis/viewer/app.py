@@ -50,7 +50,9 @@ from fusevis.viewer.data import ViewerData
 from fusevis.viewer.export import export_arrays, npz_bytes
 from fusevis.viewer.frames import encode_frame
 from fusevis.viewer.scheduler import estimates_available
+from fusevis.viewer.slices import SliceView
 from fusevis.viewer.state import Change, ViewerState
+from fusevis.viewer.volume import BlankSlice, parse_axis
 
 STATIC_DIR = Path(__file__).parent / "static"
 MAX_MESSAGE_CHARS = 16 * 1024
@@ -71,12 +73,19 @@ def static_file(relative: str) -> Path | None:
     return candidate
 
 
-def images_frame(data: ViewerData, state: ViewerState) -> bytes:
-    """Inputs, fused images and whatever maps exist for the models in view."""
-    arrays: dict[str, np.ndarray] = {f"input_{k}": x for k, x in enumerate(data.inputs)}
+def images_frame(
+    data: ViewerData, snapshot: dict[str, Any], view: SliceView | None = None
+) -> bytes:
+    """Inputs and fused images of the models in view (``snapshot``: the page's state).
+
+    ``view`` is the slice shown (default: the viewer's image set); its models in view must
+    be open (:meth:`ViewerData.open_view`).
+    """
+    view = data.base if view is None else view
+    arrays: dict[str, np.ndarray] = {f"input_{k}": x for k, x in enumerate(view.inputs)}
     models: dict[str, Any] = {}
-    for name in state.in_view:
-        session = data.hover.sessions[name]
+    for name in snapshot["in_view"]:
+        session = view.sessions[name]
         arrays[f"{name}/fused"] = session.fused
         models[name] = {
             "radius": session.radius,
@@ -86,36 +95,47 @@ def images_frame(data: ViewerData, state: ViewerState) -> bytes:
         }
     header = {
         "kind": "images",
-        "state": state.snapshot(),
-        "inputs": [image.source or f"input {k + 1}" for k, image in enumerate(data.image_set)],
+        "state": snapshot,
+        "inputs": [image.source or f"input {k + 1}" for k, image in enumerate(view.image_set)],
         "models": models,
+        "blank": None,
     }
     return encode_frame(header, arrays)
 
 
-def _maps_header(data: ViewerData, frame: str, name: str, kind: str) -> dict[str, Any]:
+def blank_frame(snapshot: dict[str, Any], message: str) -> bytes:
+    """An images frame without images: the slice in view is blank (``message`` says why)."""
+    header = {"kind": "images", "state": snapshot, "inputs": [], "models": {}, "blank": message}
+    return encode_frame(header, {})
+
+
+def _maps_header(
+    data: ViewerData, frame: str, name: str, kind: str, key: Hashable = None
+) -> dict[str, Any]:
     header: dict[str, Any] = {
         "kind": frame,
         "model": name,
         "map_kind": kind,
         "estimates": estimates_available(),
+        "slice": None if key is None else list(key),  # type: ignore[call-overload]
     }
-    progress = data.maps.progress(name, kind)
+    progress = data.maps.progress(name, kind, key)
     if progress is None:
         return {**header, "state": "none", "done": 0, "total": 0, "finished": False}
     return {**header, **progress.header()}
 
 
-def maps_frame(data: ViewerData, name: str, kind: str) -> bytes:
-    """The current (partial or finished) maps of one model, with the job's progress."""
-    header = _maps_header(data, "maps", name, kind)
-    arrays = {f"{name}/{key}": value for key, value in data.maps.arrays(name, kind).items()}
+def maps_frame(data: ViewerData, name: str, kind: str, key: Hashable = None) -> bytes:
+    """The current (partial or finished) maps of one model on slice ``key``, with progress."""
+    header = _maps_header(data, "maps", name, kind, key)
+    found = data.maps.arrays(name, kind, key)
+    arrays = {f"{name}/{array}": value for array, value in found.items()}
     return encode_frame(header, arrays)
 
 
-def progress_frame(data: ViewerData, name: str, kind: str) -> bytes:
+def progress_frame(data: ViewerData, name: str, kind: str, key: Hashable = None) -> bytes:
     """The progress of one model's map job (state, passes, times), without the maps."""
-    return encode_frame(_maps_header(data, "progress", name, kind), {})
+    return encode_frame(_maps_header(data, "progress", name, kind, key), {})
 
 
 def computing_frame(data: ViewerData, seq: int, names: list[str], pixel: tuple[int, int]) -> bytes:
@@ -174,9 +194,12 @@ def request_view_maps(data: ViewerData, state: ViewerState) -> list[tuple[str, s
     """The (model, kind) maps the view shows, each asked of the map scheduler.
 
     Guidance maps are computed only where the viewer computes maps by itself
-    (``data.compute_maps``); influence maps are what the page asked for. Shared by the
-    viewer's websocket and the notebook widget.
+    (``data.compute_maps``); influence maps are what the page asked for. For a volume,
+    the maps of the state's slice are computed from now on (that slice must be open).
+    Shared by the viewer's websocket and the notebook widget.
     """
+    if not data.show_maps(state.slice_key):
+        return []
     shown = []
     for name in state.in_view:
         kinds = ["guidance"] + (["influence"] if state.map_kind == "influence" else [])
@@ -213,6 +236,7 @@ def apply_message(
         return None
     if change.compute is not None:
         name, kind, estimate = change.compute
+        data.show_maps(state.slice_key)
         try:
             data.maps.request(name, kind, confirm=True, estimate=estimate)
         except FuseVisError as problem:
@@ -263,7 +287,7 @@ class ViewerApp:
 
     def new_state(self) -> ViewerState:
         """The state a new page starts in."""
-        return ViewerState(self.data.shape, self.data.names)
+        return self.data.new_state()
 
     async def index(self, request: Request) -> Response:
         """The page; trades the URL's token for an HttpOnly SameSite=Strict cookie."""
@@ -290,6 +314,7 @@ class ViewerApp:
                 "models": self.data.names,
                 "shape": list(self.data.shape),
                 "inputs": [image.source for image in self.data.image_set],
+                "volume": self.new_state().snapshot()["volume"],
             }
         )
 
@@ -301,18 +326,31 @@ class ViewerApp:
             if name not in self.data.hover.sessions:
                 raise FuseVisError(f"unknown model {name!r}")
             pixel = (int(query.get("row", "")), int(query.get("col", "")))
-            hover = self.data.hover
-            rows = await asyncio.wrap_future(hover.submit(hover.full_jacobians, name, pixel))
+            key = self._slice_of(query.get("axis"), query.get("slice"))
+            rows, view = await asyncio.wrap_future(
+                self.data.hover.submit(self.data.export_rows, name, pixel, key)
+            )
         except ValueError:
-            return JSONResponse({"error": "row and col must be integers"}, status_code=400)
+            return JSONResponse({"error": "row, col and slice must be integers"}, status_code=400)
         except FuseVisError as error:
             return JSONResponse({"error": str(error)}, status_code=400)
-        filename = f"fusevis-{name}-{pixel[0]}-{pixel[1]}.npz"
+        where = "" if key is None else f"-{key[0]}-{key[1]}"
+        filename = f"fusevis-{name}{where}-{pixel[0]}-{pixel[1]}.npz"
         return Response(
-            npz_bytes(export_arrays(self.data, name, pixel, rows)),
+            npz_bytes(export_arrays(self.data, name, pixel, rows, view)),
             media_type="application/octet-stream",
             headers={"Content-Disposition": f'attachment; filename="{filename}"'},
         )
+
+    def _slice_of(self, axis: str | None, index: str | None) -> tuple[int, int] | None:
+        """The export's slice (``?axis=&slice=``; default: the start slice), checked."""
+        volume, start = self.data.volume, self.data.start
+        if volume is None or start is None:
+            if axis is not None or index is not None:
+                raise InputError(None, "these inputs are 2-D images: there are no slices")
+            return None
+        chosen = start[0] if axis is None else parse_axis(int(axis) if axis.isdigit() else axis)
+        return volume.check((chosen, start[1] if index is None else int(index)))
 
     async def websocket(self, socket: WebSocket) -> None:
         """One page (the guard has checked its token, Host and Origin)."""
@@ -338,17 +376,22 @@ class Connection:
         self.seq = 0
         self.outbox = Outbox()
         self.loop = asyncio.get_running_loop()
+        self.view_wanted = False
 
     def on_maps(self, name: str, kind: str, what: str) -> None:
         """Called from the map worker: queue a maps or progress frame if the model is in view."""
+        if self.data.maps.current != self.state.slice_key:
+            return  # another page's slice
         if name in self.state.in_view and kind in ("guidance", self.state.map_kind):
             self.loop.call_soon_threadsafe(self._queue_maps, name, kind, what)
 
     def _queue_maps(self, name: str, kind: str, what: str = "arrays") -> None:
+        key = self.state.slice_key
         if what == "arrays":
-            self.outbox.put(("maps", name, kind), lambda: maps_frame(self.data, name, kind))
+            self.outbox.put(("maps", name, kind), lambda: maps_frame(self.data, name, kind, key))
         else:
-            self.outbox.put(("progress", name, kind), lambda: progress_frame(self.data, name, kind))
+            build = lambda: progress_frame(self.data, name, kind, key)  # noqa: E731
+            self.outbox.put(("progress", name, kind), build)
 
     def _queue_computing(self, seq: int, names: list[str], pixel: tuple[int, int]) -> None:
         self.outbox.put(("computing",), lambda: computing_frame(self.data, seq, names, pixel))
@@ -378,11 +421,35 @@ class Connection:
                 raise task.exception()  # type: ignore[misc]
 
     def send_view(self) -> None:
-        """Queue images and the maps of every model in view."""
-        self.outbox.put(("images",), lambda: images_frame(self.data, self.state))
+        """Want images, the maps of every model in view and a pixel frame (in that order)."""
+        self.view_wanted = True
+        self.wanted.set()
+
+    async def open_view(self) -> bool:
+        """Open the slice in view on the engine thread, queue its images, request its maps.
+
+        False when there is no pixel to answer: the slice is blank (the page shows why),
+        or another view was asked for meanwhile (opened next).
+        """
+        self.view_wanted = False
+        key, names = self.state.slice_key, self.state.in_view
+        snapshot = self.state.snapshot()
+        hover = self.data.hover
+        try:
+            view = await asyncio.wrap_future(hover.submit(self.data.open_view, key, names))
+        except BlankSlice as blank:
+            why = blank.problem
+            self.outbox.put(("images",), lambda: blank_frame(snapshot, why))
+            return False
+        except FuseVisError as error:
+            self.error(str(error))
+            return False
+        if self.view_wanted:
+            return False
+        self.outbox.put(("images",), lambda: images_frame(self.data, snapshot, view))
         for name, kind in request_view_maps(self.data, self.state):
             self._queue_maps(name, kind)
-        self.wanted.set()
+        return True
 
     async def read(self) -> None:
         """Apply each message to the state; pixel changes only mark a frame as wanted."""
@@ -417,14 +484,17 @@ class Connection:
         while True:
             await self.wanted.wait()
             self.wanted.clear()
+            if self.view_wanted and not await self.open_view():
+                continue
             seq, names, pixel = self.seq, self.state.in_view, self.state.pixel
+            key = self.state.slice_key
             notice = self.loop.call_later(
                 COMPUTING_NOTICE_S, self._queue_computing, seq, names, pixel
             )
             hover = self.data.hover
             try:
                 answer = await asyncio.wrap_future(
-                    hover.submit(self.data.pixel_frame, names, pixel, self.wanted.is_set)
+                    hover.submit(self.data.pixel_frame, names, pixel, self.wanted.is_set, key)
                 )
             except FuseVisError as error:
                 self.error(str(error))
@@ -436,6 +506,12 @@ class Connection:
             header, arrays = answer
             header.update(seq=seq, pinned=self.state.pinned)
             self.outbox.put(("pixel",), lambda h=header, a=arrays: encode_frame(h, a))
+            if key is not None and not self.wanted.is_set():  # the slices beside, meanwhile
+                prefetch = hover.submit(self.data.prefetch, key, names, self.wanted.is_set)
+                try:
+                    await asyncio.wrap_future(prefetch)
+                except FuseVisError:  # a neighbour the models refuse: shown when asked for
+                    pass
 
     async def send(self) -> None:
         """Write queued frames to the socket in order (waiting while the client is slow)."""

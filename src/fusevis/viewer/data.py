@@ -4,11 +4,17 @@
 :class:`~fusevis.viewer.hover.HoverEngine`'s (one thread), the maps are
 :class:`~fusevis.viewer.scheduler.MapScheduler`'s (another thread, stepping aside while
 the user hovers). :func:`build_viewer_data` loads models named as on the command line.
+
+For a volume (:class:`~fusevis.viewer.volume.VolumeSet`) every slice is a
+:class:`~fusevis.viewer.slices.SliceView`, opened on the engine thread when a page shows it
+(:meth:`ViewerData.open_view`: the fused slice and each model's prepared Jacobian) or
+before (:meth:`ViewerData.prefetch`: the neighbouring slices), and kept in a bounded
+:class:`~fusevis.viewer.slices.SliceCache`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +27,9 @@ from fusevis.models.specs import check_loaded, load_named_models
 from fusevis.saliency import MapCache
 from fusevis.viewer.hover import HoverEngine
 from fusevis.viewer.scheduler import ASK_ABOVE_S, MapScheduler
+from fusevis.viewer.slices import DEFAULT_BUDGET_BYTES, SliceCache, SliceView
+from fusevis.viewer.state import ViewerState
+from fusevis.viewer.volume import BlankSlice, SliceKey, VolumeSet
 
 
 class ViewerData:
@@ -39,6 +48,12 @@ class ViewerData:
         page asks, per-pixel Jacobians only).
     ask_above_s : float
         Maps predicted to take longer than this many seconds wait for the user's go.
+    volume : VolumeSet, optional
+        The volumes ``image_set`` is a slice of: pages can then move through their slices.
+    start : (int, int), optional
+        ``(axis, index)`` of the slice ``image_set`` is (with ``volume``).
+    slice_budget_bytes : int
+        Memory the slices kept open may hold together (least recently used out first).
 
     Attributes
     ----------
@@ -55,7 +70,13 @@ class ViewerData:
         cache: MapCache | None = None,
         compute_maps: bool = True,
         ask_above_s: float = ASK_ABOVE_S,
+        *,
+        volume: VolumeSet | None = None,
+        start: SliceKey | None = None,
+        slice_budget_bytes: int = DEFAULT_BUDGET_BYTES,
     ) -> None:
+        if (volume is None) != (start is None):
+            raise ValueError("a volume needs the start slice it was opened at, and only then")
         self.image_set = image_set
         self.tensors = as_tensors(image_set.stack())
         self.inputs = [minmax(x[0, 0].numpy()) for x in self.tensors]
@@ -70,6 +91,87 @@ class ViewerData:
             prior=self.predicted_seconds,
             ask_above_s=ask_above_s,
         )
+        self.volume = volume
+        self.start = volume.check(start) if volume is not None and start is not None else None
+        self.base = SliceView(self.start, image_set, self.hover.tensors, self.inputs)
+        self.base.sessions = self.hover.sessions
+        self.slices = SliceCache(slice_budget_bytes)
+        if volume is not None:
+            self.slices.put(self.base)
+            self.maps.show(self.start, self.base.tensors)
+
+    def new_state(self) -> ViewerState:
+        """The state a new page starts in (at the start slice of a volume)."""
+        if self.volume is None or self.start is None:
+            return ViewerState(self.shape, self.names)
+        shapes = tuple(self.volume.slice_shape(axis) for axis in range(3))
+        axis, index = self.start
+        return ViewerState(
+            self.shape, self.names, depths=self.volume.depths, slice_shapes=shapes,
+            axis=axis, index=index,
+        )  # fmt: skip
+
+    # -- slices (engine thread) ------------------------------------------------------------
+    def cached_view(self, key: Hashable) -> SliceView | None:
+        """The view of slice ``key`` if it is open (the 2-D set's for None)."""
+        return self.base if key is None or self.volume is None else self.slices.peek(key)
+
+    def open_view(self, key: Hashable, names: Sequence[str]) -> SliceView:
+        """The view of slice ``key`` with ``names`` opened on it; engine thread.
+
+        Raises
+        ------
+        BlankSlice
+            The slice is constant in some input.
+        """
+        if key is None or self.volume is None:
+            return self.base
+        view = self.slices.get(key)
+        if view is None:
+            image_set = self.volume.image_set(self.volume.check(key))  # BlankSlice
+            tensors = tuple(as_tensors(image_set.stack()))
+            inputs = [minmax(x[0, 0].numpy()) for x in tensors]
+            view = SliceView(key, image_set, tensors, inputs)
+        for name in names:
+            if name not in view.sessions:
+                view.sessions[name] = self.hover.open_on(name, view.tensors)
+        self.slices.put(view)
+        return view
+
+    def prefetch(self, key: Hashable, names: Sequence[str], superseded: Callable[[], bool]) -> int:
+        """Open the slices beside ``key`` (fused slices, prepared Jacobians); engine thread.
+
+        Stops as soon as ``superseded()`` (the page wants something). Returns the number
+        of (slice, model) pairs opened.
+        """
+        if key is None or self.volume is None:
+            return 0
+        axis, index = key
+        opened = 0
+        for step in (1, -1):
+            neighbour = (axis, index + step)
+            if not 0 <= neighbour[1] < self.volume.depths[axis]:
+                continue
+            for name in names:
+                if superseded():
+                    return opened
+                held = self.slices.peek(neighbour)
+                if held is not None and name in held.sessions:
+                    continue
+                try:
+                    self.open_view(neighbour, [name])
+                except BlankSlice:
+                    break
+                opened += 1
+        return opened
+
+    def show_maps(self, key: Hashable) -> bool:
+        """Make slice ``key`` the one whose maps are computed; False if it is not open."""
+        view = self.cached_view(key)
+        if view is None:
+            return False
+        self.maps.show(view.key, view.tensors)
+        return True
 
     @property
     def names(self) -> list[str]:
@@ -92,26 +194,37 @@ class ViewerData:
         names: Sequence[str],
         pixel: tuple[int, int],
         superseded: Callable[[], bool] | None = None,
+        key: Hashable = None,
     ) -> tuple[dict[str, Any], dict[str, np.ndarray]] | None:
         """One hover answer: the engine's windows and the guidance values known at the pixel.
 
         Runs on the engine thread (``data.hover.submit(data.pixel_frame, ...)``); None when
         ``superseded`` said a newer pixel is wanted before every model was computed.
+        ``key`` is the slice of a volume (opened here if it is not open).
         """
-        answer = self.hover.pixel_frame(names, pixel, superseded)
+        view = self.open_view(key, names)
+        answer = self.hover.pixel_frame(names, pixel, superseded, view.tensors, view.sessions)
         if answer is None:
             return None
         header, arrays = answer
+        header["slice"] = None if view.key is None else list(view.key)
         row, col = header["pixel"]
         for name, info in header["models"].items():
-            guidance = self.maps.arrays(name, "guidance")
+            guidance = self.maps.arrays(name, "guidance", view.key)
             count = len(info["jacobian_at_pixel"])
             info["guidance_at_pixel"] = [
                 _value_at(guidance.get(f"guidance_{k}"), row, col) for k in range(count)
             ]
-            progress = self.maps.progress(name, "guidance")
+            progress = self.maps.progress(name, "guidance", view.key)
             info["guidance_estimate"] = bool(progress is not None and progress.estimate)
         return header, arrays
+
+    def export_rows(
+        self, name: str, pixel: tuple[int, int], key: Hashable = None
+    ) -> tuple[list[np.ndarray], SliceView]:
+        """A pixel's image-sized Jacobian rows on slice ``key``, and the slice; engine thread."""
+        view = self.open_view(key, [name])
+        return self.hover.full_jacobians(name, pixel, view.tensors, view.sessions), view
 
     def close(self) -> None:
         """Stop the map worker, then the engine thread."""
@@ -139,6 +252,8 @@ def build_viewer_data(
     parts: Sequence[str] | None = None,
     rules: Sequence[str] | None = None,
     ask_above_s: float = ASK_ABOVE_S,
+    volume: VolumeSet | None = None,
+    start: SliceKey | None = None,
 ) -> ViewerData:
     """Load models named as on the command line onto an image set.
 
@@ -146,6 +261,8 @@ def build_viewer_data(
     repeatable options of :func:`fusevis.models.specs.load_named_models`, paired by
     position; every model is shown under its display name (``--name``, the adapter's
     name, the network's own ``display_name``, else the registered or class name).
+    ``volume`` and ``start``: the volumes ``image_set`` is slice ``start`` of (pages can
+    then move through the slices).
 
     Raises
     ------
@@ -162,4 +279,6 @@ def build_viewer_data(
         MapCache(cache) if cache is not None else None,
         compute_maps,
         ask_above_s=ask_above_s,
+        volume=volume,
+        start=start,
     )

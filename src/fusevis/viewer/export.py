@@ -9,20 +9,30 @@ import numpy as np
 
 from fusevis.viewer.data import ViewerData
 from fusevis.viewer.scheduler import MAP_KINDS
+from fusevis.viewer.slices import SliceView
 
 
 def export_arrays(
-    data: ViewerData, name: str, pixel: tuple[int, int], rows: Sequence[np.ndarray]
+    data: ViewerData,
+    name: str,
+    pixel: tuple[int, int],
+    rows: Sequence[np.ndarray],
+    view: SliceView | None = None,
 ) -> dict[str, np.ndarray]:
     """Inputs, fused image, finished maps and the pixel's image-sized Jacobian rows.
 
-    An estimate's maps are saved as ``estimated_guidance_k`` (never under the exact names).
+    ``view``: the slice of a volume (default: the viewer's image set); its ``slice`` is
+    saved as ``(axis, index)``. An estimate's maps are saved as ``estimated_guidance_k``
+    (never under the exact names).
     """
-    arrays = {f"input_{k}": x for k, x in enumerate(data.inputs)}
-    arrays["fused"] = data.hover.sessions[name].fused
+    view = data.base if view is None else view
+    arrays = {f"input_{k}": x for k, x in enumerate(view.inputs)}
+    arrays["fused"] = view.sessions[name].fused
     arrays["pixel"] = np.array(pixel)
+    if view.key is not None:
+        arrays["slice"] = np.array(view.key)
     for kind in MAP_KINDS:
-        progress = data.maps.progress(name, kind)
+        progress = data.maps.progress(name, kind, view.key)
         if progress is not None and progress.finished:
             prefix = "estimated_" if progress.estimate else ""  # never saved as exact
             shown = progress.arrays.items()

@@ -10,6 +10,7 @@ background map worker (:mod:`fusevis.viewer.scheduler`) works on copies of them 
 
 from __future__ import annotations
 
+import copy
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -143,28 +144,56 @@ class HoverEngine:
             session.pixel_seconds = time.perf_counter() - began
         return session
 
+    def open_on(self, name: str, tensors: Sequence[torch.Tensor]) -> ModelSession:
+        """Model ``name`` on other inputs of the same model (a volume's slice); engine thread.
+
+        The session's :class:`PixelJacobian` is a shallow copy of the one opened with the
+        viewer: it shares the model's analysis (fields, cone, fastest strategy) and keeps
+        its own record of these inputs, so every hover of the slice is a backward sweep.
+        """
+        base = self.sessions[name]
+        jacobian = copy.copy(base.jacobian)
+        output = jacobian.prepare(tuple(tensors))
+        fused = select_output(output, 0)[0].detach().numpy().astype(np.float32)
+        return ModelSession(
+            name,
+            base.model,
+            fused,
+            jacobian,
+            base.radius,
+            base.local,
+            base.strategy,
+            base.pixel_seconds,
+        )
+
     def pixel_frame(
         self,
         names: Sequence[str],
         pixel: tuple[int, int],
         superseded: Callable[[], bool] | None = None,
+        tensors: Sequence[torch.Tensor] | None = None,
+        sessions: dict[str, ModelSession] | None = None,
     ) -> tuple[dict[str, Any], dict[str, np.ndarray]] | None:
         """Header and arrays of one hover answer: per model, the Jacobian window.
 
         Must run on the engine thread (see :meth:`submit`). ``superseded`` is asked between
         models; when it says a newer pixel is wanted, the answer is dropped (None) so that
-        the engine moves on to that pixel instead of finishing a stale one.
+        the engine moves on to that pixel instead of finishing a stale one. ``tensors`` and
+        ``sessions`` name another slice's inputs and models (default: the viewer's own).
         """
-        row, col = check_pixel(pixel, self.shape)
+        tensors = self.tensors if tensors is None else tuple(tensors)
+        sessions = self.sessions if sessions is None else sessions
+        shape = (int(tensors[0].shape[-2]), int(tensors[0].shape[-1]))
+        row, col = check_pixel(pixel, shape)
         began = time.perf_counter()
         header: dict[str, Any] = {"kind": "pixel", "pixel": [row, col], "models": {}}
         arrays: dict[str, np.ndarray] = {}
         for index, name in enumerate(names):
             if index and superseded is not None and superseded():
                 return None
-            session = self.sessions[name]
+            session = sessions[name]
             start = time.perf_counter()
-            found = session.jacobian.explain(self.tensors, (row, col))
+            found = session.jacobian.explain(tensors, (row, col))
             session.pixel_seconds = time.perf_counter() - start
             session.strategy = found.strategy
             window = found.window
@@ -183,9 +212,17 @@ class HoverEngine:
         header["compute_ms"] = (time.perf_counter() - began) * 1e3
         return header, arrays
 
-    def full_jacobians(self, name: str, pixel: tuple[int, int]) -> list[np.ndarray]:
+    def full_jacobians(
+        self,
+        name: str,
+        pixel: tuple[int, int],
+        tensors: Sequence[torch.Tensor] | None = None,
+        sessions: dict[str, ModelSession] | None = None,
+    ) -> list[np.ndarray]:
         """Image-sized Jacobian rows of one pixel (for exports); engine thread."""
-        rows = self.sessions[name].jacobian.attribute(self.tensors, pixel=pixel)
+        tensors = self.tensors if tensors is None else tuple(tensors)
+        session = (self.sessions if sessions is None else sessions)[name]
+        rows = session.jacobian.attribute(tensors, pixel=pixel)
         return [r[0].sum(dim=0).detach().numpy() for r in rows]
 
     def close(self) -> None:

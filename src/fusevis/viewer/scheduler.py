@@ -13,6 +13,13 @@ predict the rest. A job predicted to take more than ``ask_above_s`` seconds stop
 passes are kept in the cache's checkpoint) and waits in the state ``"ask"`` until the user
 confirms it (:meth:`MapScheduler.request` with ``confirm=True``), or asks for an estimate
 where the maps API offers one (:func:`estimates_available`).
+
+For a volume, the scheduler computes the maps of the slice in view (:meth:`MapScheduler.show`):
+showing another slice drops the jobs still queued for the previous one and stops the one
+running after its current pass (its passes stay in the cache's checkpoint), so the latest
+slice wins and the queue never holds more than one job per (model, kind). The maps of the
+last :data:`KEPT_SLICES` slices shown stay in memory; older ones come back from the disk
+cache when shown again.
 """
 
 from __future__ import annotations
@@ -21,8 +28,8 @@ import copy
 import inspect
 import threading
 import time
-from collections import deque
-from collections.abc import Callable, Mapping
+from collections import OrderedDict, deque
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +45,7 @@ ASK_ABOVE_S = 120.0  # a job predicted to take longer waits for the user's go
 DECIDE_AFTER_PASSES = 2  # passes timed (after the first) before a running job's prediction counts
 PROGRESS_INTERVAL_S = 0.5  # least time between two progress events of one job
 STATES = ("queued", "running", "paused", "ask", "finished", "error")
+KEPT_SLICES = 8  # slices whose maps (finished or partial) stay in memory
 
 Listener = Callable[[str, str, str], None]  # (model, kind, "progress" | "arrays")
 Busy = Callable[[], bool]
@@ -171,11 +179,13 @@ class MapScheduler:
         self.ask_above_s = float(ask_above_s)
         self._busy = busy or (lambda: False)
         self._prior = prior or (lambda name, kind: None)
-        self._progress: dict[tuple[str, str], MapProgress] = {}
+        self._progress: dict[tuple[Hashable, str, str], MapProgress] = {}
         self._listeners: list[Listener] = []
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._jobs: deque[tuple[str, str]] = deque()  # at most one per (model, kind)
+        self.current: Hashable = None  # the slice in view (None: a 2-D image set)
+        self._shown: OrderedDict[Hashable, None] = OrderedDict({None: None})
         self._closed = False
         self._worker = threading.Thread(target=self._work, name="fusevis-maps", daemon=True)
         self._worker.start()
@@ -195,14 +205,39 @@ class MapScheduler:
             if listener in self._listeners:
                 self._listeners.remove(listener)
 
-    def progress(self, name: str, kind: str) -> MapProgress | None:
-        """The job of ``name`` and ``kind`` (None: never requested)."""
-        return self._progress.get((name, kind))
+    def progress(self, name: str, kind: str, key: Hashable = None) -> MapProgress | None:
+        """The job of ``name`` and ``kind`` on slice ``key`` (default: the slice in view).
 
-    def arrays(self, name: str, kind: str) -> dict[str, np.ndarray]:
+        None: never requested (or dropped: a slice shown long ago, or left while queued).
+        """
+        return self._progress.get((self.current if key is None else key, name, kind))
+
+    def arrays(self, name: str, kind: str, key: Hashable = None) -> dict[str, np.ndarray]:
         """The maps of ``name`` and ``kind`` as far as they are computed (may be empty)."""
-        found = self._progress.get((name, kind))
+        found = self.progress(name, kind, key)
         return {} if found is None else found.arrays
+
+    def show(self, key: Hashable, tensors: Any) -> None:
+        """Compute the maps of slice ``key`` (its inputs ``tensors``) from now on.
+
+        The jobs queued for the slice shown before are dropped (their progress too, so a
+        later request starts them again, from the disk cache), the running one stops after
+        its current pass; the maps of the last :data:`KEPT_SLICES` slices shown are kept.
+        """
+        with self._wake:
+            if key == self.current:
+                return
+            for name, kind in self._jobs:
+                self._progress.pop((self.current, name, kind), None)
+            self._jobs.clear()
+            self.current, self.tensors = key, tensors
+            self._shown[key] = None
+            self._shown.move_to_end(key)
+            while len(self._shown) > KEPT_SLICES:
+                old, _ = self._shown.popitem(last=False)
+                for found in [k for k in self._progress if k[0] == old]:
+                    if self._progress[found].state not in ("running", "paused"):
+                        del self._progress[found]
 
     @property
     def queued(self) -> list[tuple[str, str]]:
@@ -226,8 +261,8 @@ class MapScheduler:
             raise InputError(None, f"unknown map kind {kind!r} ({' or '.join(MAP_KINDS)})")
         if estimate and not estimates_available():
             raise InputError(None, "this FuseVis cannot estimate maps yet: compute them exactly")
-        key = (name, kind)
         with self._wake:
+            key = (self.current, name, kind)
             progress = self._progress.get(key)
             new = progress is None
             if progress is None:
@@ -243,8 +278,8 @@ class MapScheduler:
                     progress.arrays = {}  # an estimate is never shown as the exact maps
                 progress.confirmed = progress.confirmed or confirm or estimate
                 progress.state, progress.error, progress.estimate = "queued", None, estimate
-                if key not in self._jobs:
-                    self._jobs.append(key)
+                if (name, kind) not in self._jobs:
+                    self._jobs.append((name, kind))
                 self._wake.notify()
             elif new:
                 progress.state = "ask"
@@ -283,12 +318,15 @@ class MapScheduler:
                 if self._closed:
                     return
                 name, kind = self._jobs.popleft()
-                progress = self._progress[(name, kind)]
+                key, tensors = self.current, self.tensors
+                progress = self._progress[(key, name, kind)]
                 progress.state = "running"
             self._emit(name, kind, "progress")
-            self._compute(name, kind, progress)
+            self._compute(name, kind, progress, key, tensors)
 
-    def _compute(self, name: str, kind: str, progress: MapProgress) -> None:
+    def _compute(
+        self, name: str, kind: str, progress: MapProgress, key: Hashable, tensors: Any
+    ) -> None:
         clock = _Clock()
         first: list[tuple[int, float]] = []  # (done, seconds) at the first pass reported
         timed = [0]  # passes timed after the first
@@ -317,6 +355,9 @@ class MapScheduler:
         def cancel() -> bool:
             if self._closed:
                 return True
+            if key != self.current:  # another slice is shown: the latest wins
+                progress.state = "left"
+                return True
             if timed[0] >= DECIDE_AFTER_PASSES and self._too_long(progress):
                 progress.state = "ask"  # stops here; the checkpoint keeps the passes done
                 return True
@@ -330,7 +371,7 @@ class MapScheduler:
         try:
             maps = cached_maps(
                 copy.deepcopy(self.models[name]),
-                self.tensors,
+                tensors,
                 influence=kind == "influence",
                 cache=self.cache,
                 progress=report,
@@ -340,6 +381,11 @@ class MapScheduler:
                 **options,
             )
         except Cancelled:
+            if progress.state == "left":  # requested again when its slice is shown again
+                with self._lock:
+                    if self._progress.get((key, name, kind)) is progress:
+                        del self._progress[(key, name, kind)]
+                return
             if progress.state != "ask":
                 progress.state = "queued" if self._closed else "ask"
             progress.elapsed_s = clock.active()

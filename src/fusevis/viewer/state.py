@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fusevis.errors import InputError
+from fusevis.viewer.volume import AXES, axis_name, parse_axis
 
 MAP_KINDS = ("guidance", "influence")
 MAX_COMPARED = 4
@@ -55,6 +56,12 @@ class ViewerState:
         A pinned pixel ignores hovering; arrow keys move it.
     map_kind : str
         ``"guidance"`` or ``"influence"`` (each input's share of the influence).
+    depths : (int, int, int) or None
+        For a volume: its number of slices along each axis (None: 2-D images).
+    slice_shapes : three (int, int) or None
+        For a volume: the (H, W) of a slice across each axis.
+    axis, index : int
+        For a volume: the slice in view (axis 0 sagittal, 1 coronal, 2 axial).
     """
 
     shape: tuple[int, int]
@@ -64,13 +71,57 @@ class ViewerState:
     pixel: tuple[int, int] = (0, 0)
     pinned: bool = False
     map_kind: str = "guidance"
+    depths: tuple[int, int, int] | None = None
+    slice_shapes: tuple[tuple[int, int], ...] | None = None
+    axis: int = 2
+    index: int = 0
+    _indices: dict[int, int] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         if not self.models:
             raise InputError(None, "the viewer needs at least one model")
+        if self.depths is not None:
+            self._indices[self.axis] = self.index
         self.active = self.active or self.models[0]
         if self.pixel == (0, 0):
             self.pixel = (self.shape[0] // 2, self.shape[1] // 2)
+
+    @property
+    def slice_key(self) -> tuple[int, int] | None:
+        """``(axis, index)`` of the slice in view; None for 2-D images."""
+        return None if self.depths is None else (self.axis, self.index)
+
+    def set_slice(self, axis: object = None, index: object = None) -> bool:
+        """Show another slice (``index``) or axis (``axis``: 0-2 or its name); True if changed.
+
+        A new axis without an index returns to the slice last shown across it (at first
+        its middle one) and moves the pixel to the centre of the new slice shape.
+        """
+        if self.depths is None or self.slice_shapes is None:
+            raise InputError(None, "these inputs are 2-D images: there are no slices")
+        if axis is None and index is None:
+            raise InputError(None, "message 'slice' needs an 'axis' or an 'index'")
+        chosen_axis = self.axis if axis is None else parse_axis(axis)
+        depth = self.depths[chosen_axis]
+        if index is None:
+            chosen = self._indices.get(chosen_axis, depth // 2)
+        elif isinstance(index, bool) or not isinstance(index, int):
+            raise InputError(None, f"'index' must be a whole number, not {index!r}")
+        elif not 0 <= index < depth:
+            raise InputError(
+                None,
+                f"slice {index} is outside the volume "
+                f"({axis_name(chosen_axis)} slices 0-{depth - 1})",
+            )
+        else:
+            chosen = index
+        changed = (chosen_axis, chosen) != (self.axis, self.index)
+        if chosen_axis != self.axis:
+            self.shape = self.slice_shapes[chosen_axis]
+            self.pixel = (self.shape[0] // 2, self.shape[1] // 2)
+        self.axis, self.index = chosen_axis, chosen
+        self._indices[chosen_axis] = chosen
+        return changed
 
     @property
     def in_view(self) -> list[str]:
@@ -152,7 +203,8 @@ class ViewerState:
 
         Message types (see docs/viewer.md): ``hover``/``pin`` (``row``, ``col``), ``unpin``,
         ``move`` (``drow``, ``dcol``), ``model`` (``name``), ``compare`` (``names``),
-        ``maps`` (``kind``), ``compute_maps`` (``model``, ``kind``, ``estimate``).
+        ``maps`` (``kind``), ``compute_maps`` (``model``, ``kind``, ``estimate``),
+        ``slice`` (``axis``, ``index``: either or both).
         """
         kind = message.get("type")
         if kind == "hover":
@@ -179,6 +231,9 @@ class ViewerState:
                 str(message["model"]), str(message["kind"]), message.get("estimate", False)
             )
             return Change(compute=found)
+        if kind == "slice":
+            changed = self.set_slice(message.get("axis"), message.get("index"))
+            return Change(pixel=changed, view=changed)
         raise InputError(None, f"unknown message type {kind!r}")
 
     def snapshot(self) -> dict[str, Any]:
@@ -192,4 +247,12 @@ class ViewerState:
             "pixel": list(self.pixel),
             "pinned": self.pinned,
             "map_kind": self.map_kind,
+            "volume": None
+            if self.depths is None
+            else {
+                "axis": self.axis,
+                "index": self.index,
+                "depths": list(self.depths),
+                "axes": list(AXES),
+            },
         }

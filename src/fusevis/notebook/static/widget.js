@@ -34,6 +34,17 @@ function buildShell(root, id) {
     ui.kinds.push(radio);
     kinds.append(make("label", {}, radio, ` ${text}`));
   }
+  // a volume's slice (hidden for 2-D images): w.slice and w.axis
+  const axis = make("select", { className: "fv-axis", title: "slice axis" });
+  for (const [value, text] of [["2", "axial"], ["1", "coronal"], ["0", "sagittal"]]) axis.append(new Option(text, value));
+  ui.slice = {
+    axis,
+    input: make("input", { type: "range", min: "0", max: "0", step: "1", value: "0", className: "fv-slice" }),
+    output: make("output", { className: "fv-slice-value", textContent: "0" }),
+  };
+  ui.slice.controls = make("fieldset", { className: "fv-slice-controls", hidden: true,
+    title: "Move through the volume: PageUp / PageDown (or Alt+↑ / Alt+↓) step one slice (w.slice, w.axis)" },
+  make("legend", { textContent: "slice" }), axis, ui.slice.input, ui.slice.output);
   ui.gamma = {};
   const sliders = [];
   for (const [kind, label, value] of [["guidance", "guidance γ", "1"], ["jacobian", "Jacobian γ", "0.5"]]) {
@@ -46,7 +57,7 @@ function buildShell(root, id) {
   ui.png = make("button", { type: "button", textContent: "export PNG", className: "fv-export-png" });
   ui.npz = make("button", { type: "button", textContent: "export .npz", className: "fv-export-npz" });
   const header = make("div", { className: "fv-header" }, make("strong", { textContent: "FuseVis" }),
-    make("label", {}, "network ", ui.model), compare, kinds, ...sliders, ui.unpin, ui.png, ui.npz);
+    make("label", {}, "network ", ui.model), compare, kinds, ui.slice.controls, ...sliders, ui.unpin, ui.png, ui.npz);
   ui.readout = make("div", { className: "fv-readout", textContent: "waiting for the kernel…" });
   ui.activity = make("div", { className: "fv-activity" });
   ui.progress = make("div", { className: "fv-progress" });

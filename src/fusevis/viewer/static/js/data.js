@@ -33,10 +33,14 @@ export class Store {
     this.models = {};           // name -> {radius, local, method, pixel_ms, fused, maps: {kind: {...}}}
     this.pixelFrame = null;     // the latest painted pixel answer
     this.selection = null;      // Uint8Array mask of brushed / drawn pixels
+    this.blank = null;          // why the slice in view has no images (constant in an input)
     this.gamma = { guidance: 1, jacobian: 0.5 };
   }
 
   get shape() { return this.state ? this.state.shape : [0, 0]; }
+
+  /** "axis,index" of the slice in view ("" for 2-D images). */
+  get sliceKey() { return sliceKey(this.state && this.state.volume); }
 
   model(name) {
     if (!this.models[name]) this.models[name] = { maps: {} };
@@ -44,7 +48,14 @@ export class Store {
   }
 
   applyImages(header, arrays) {
+    if (sliceKey(header.state.volume) !== this.sliceKey || (this.state && this.state.shape.join() !== header.state.shape.join())) {
+      for (const model of Object.values(this.models)) model.maps = {};  // another slice's maps
+      this.selection = null;
+      this.pixelFrame = null;
+    }
     this.state = header.state;
+    this.blank = header.blank || null;
+    if (this.blank) return;
     this.inputNames = header.inputs;
     this.inputs = Object.keys(arrays).filter((k) => k.startsWith("input_")).sort()
       .map((k) => arrays[k].data);
@@ -60,6 +71,7 @@ export class Store {
 
   /** A maps frame: the job's progress and its (partial or finished) maps. */
   applyMaps(header, arrays) {
+    if (!this.current(header)) return;
     const maps = this.applyProgress(header);
     maps.arrays = {};
     const prefix = `${header.model}/`;
@@ -68,6 +80,7 @@ export class Store {
 
   /** A progress frame: state, passes, times; the maps already held stay. */
   applyProgress(header) {
+    if (!this.current(header)) return null;
     const model = this.model(header.model);
     const held = model.maps[header.map_kind];
     const maps = {
@@ -79,6 +92,11 @@ export class Store {
     if (header.state === "none") return maps;
     model.maps[header.map_kind] = maps;
     return maps;
+  }
+
+  /** Whether a maps, progress or pixel frame is of the slice in view. */
+  current(header) {
+    return header.slice === undefined || sliceKey(header.slice) === this.sliceKey;
   }
 
   /** The maps shown for a model: guidance_k, or influence_k shares. */
@@ -106,6 +124,12 @@ export class Store {
     for (const info of Object.values(this.pixelFrame.header.models)) best = Math.max(best, info.jacobian_range);
     return best || 1;
   }
+}
+
+/** "axis,index" of a volume snapshot or a frame's [axis, index] ("" for none). */
+export function sliceKey(where) {
+  if (!where) return "";
+  return Array.isArray(where) ? where.join() : `${where.axis},${where.index}`;
 }
 
 /**

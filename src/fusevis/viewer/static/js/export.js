@@ -26,6 +26,7 @@ export function exportPng(root, pixel) {
 }
 
 /** The address of the view's data: inputs, fused image, maps, the pixel's Jacobian rows. */
-export function npzHref(model, [row, col]) {
-  return `/api/export.npz?model=${encodeURIComponent(model)}&row=${row}&col=${col}`;
+export function npzHref(model, [row, col], volume = null) {
+  const where = volume ? `&axis=${volume.axis}&slice=${volume.index}` : "";
+  return `/api/export.npz?model=${encodeURIComponent(model)}&row=${row}&col=${col}${where}`;
 }

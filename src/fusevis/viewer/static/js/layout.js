@@ -9,7 +9,7 @@ import { Panel, Scatter } from "./views.js";
  */
 export function buildLayout(store, root, previous, onBrush) {
   const state = store.state;
-  const key = JSON.stringify([state.in_view, state.map_kind, store.inputs.length]);
+  const key = JSON.stringify([state.in_view, state.map_kind, store.inputs.length, store.shape]);
   if (previous && previous.key === key) return previous;
   root.replaceChildren();
   const panels = [];

@@ -15,6 +15,7 @@ const ui = {
   gamma: Object.fromEntries(["guidance", "jacobian"].map((kind) => [
     kind, { input: $(`gamma-${kind}`), output: $(`gamma-${kind}-value`) },
   ])),
+  slice: { controls: $("slice-controls"), axis: $("axis"), input: $("slice"), output: $("slice-value") },
   unpin: $("unpin"),
   png: $("export-png"),
   readout: $("readout"),
@@ -28,7 +29,8 @@ let connection = null;
 const view = createView(ui, {
   send: (message) => connection.send(message),
   afterPixel: () => {
-    $("export-npz").href = npzHref(view.store.state.in_view[0], view.store.state.pixel);
+    const state = view.store.state;
+    $("export-npz").href = npzHref(state.in_view[0], state.pixel, state.volume);
   },
 });
 connection = new Connection(view.onFrame, () => {

@@ -3,7 +3,7 @@
 // widget (fusevis/notebook/static/widget.js: elements inside the widget, widget messages)
 // each build their elements and hand them here.
 
-import { Store, maxAbs } from "./data.js";
+import { Store, maxAbs, sliceKey } from "./data.js";
 import { exportPng } from "./export.js";
 import { buildLayout } from "./layout.js";
 import { Painter } from "./paint.js";
@@ -11,12 +11,17 @@ import { attachPointer, brushMask, regionMask } from "./selection.js";
 import { Status } from "./status.js";
 
 const MOVES = { ArrowUp: [-1, 0], ArrowDown: [1, 0], ArrowLeft: [0, -1], ArrowRight: [0, 1] };
+// keys that step through a volume's slices (Alt+arrow: laptops without PageUp)
+const SLICE_STEPS = { PageUp: 1, PageDown: -1 };
+const ALT_SLICE_STEPS = { ArrowUp: 1, ArrowDown: -1 };
 
 /**
  * Wire the viewer to its elements.
  *
  * ui: { model (select), compareBoxes, kinds (radios), gamma: { guidance, jacobian } each
- *       { input, output }, unpin, png (buttons), readout, activity, progress, message, panels }
+ *       { input, output }, slice: { controls, axis (select), input (range), output } (a
+ *       volume's slice; hidden for 2-D images), unpin, png (buttons), readout, activity,
+ *       progress, message, panels }
  * options:
  *   send(message)       the transport;
  *   keys                the element whose keydown moves a pinned pixel (default: document);
@@ -39,18 +44,44 @@ export function createView(ui, options) {
   });
   const hook = {
     store, latencies: [], computeMs: [], renderMs: [], stale: 0, paintedSeq: -1, ready: false, painted: 0,
-    computing: null, paintedPixels: [], maxAbs,
+    computing: null, paintedPixels: [], maxAbs, slice: "", blank: null, slicesShown: 0,
+    sliceTimes: [],  // per slice asked for: ms to its fused slice painted, to its pixel painted
   };
+  let wantedSlice = null;  // the slice last asked for, until its images arrive
+  let sliceAsked = null;   // { key, at, images, pixel } of the latest slice asked for
+
+  /** Time a slice's first images and pixel answer from when it was asked for. */
+  function timeSlice(what) {
+    const asked = sliceAsked;
+    if (!asked || asked.key !== store.sliceKey || asked[what] !== undefined) return;
+    asked[what] = null;
+    requestAnimationFrame(() => {
+      asked[what] = performance.now() - asked.at;
+      if (asked.images !== undefined && asked.pixel !== undefined && asked.pixel !== null
+          && asked.images !== null) hook.sliceTimes.push({ key: asked.key, images: asked.images, pixel: asked.pixel });
+    });
+  }
 
   function onFrame({ header, arrays }) {
     if (header.kind === "images") {
       store.applyImages(header, arrays);
+      const key = sliceKey(header.state.volume);
+      if (wantedSlice !== null && wantedSlice === key) wantedSlice = null;
       buildControls();
+      showBlank();
+      hook.slice = key;
+      hook.blank = store.blank;
+      ui.panels.dataset.slice = key;
+      if (store.blank) { hook.ready = true; hook.slicesShown += 1; return; }
       relayout();
       if (options.afterImages) options.afterImages();
       painter.renderStatic();
+      painter.drawAll();
       hook.ready = true;
+      hook.slicesShown += 1;
+      timeSlice("images");
     } else if (header.kind === "maps") {
+      if (!store.current(header)) return;
       store.applyMaps(header, arrays);
       if (store.state && store.state.in_view.includes(header.model)) {
         painter.renderStatic();
@@ -58,6 +89,7 @@ export function createView(ui, options) {
       }
       status.renderProgress();
     } else if (header.kind === "progress") {
+      if (!store.current(header)) return;
       store.applyProgress(header);
       status.renderProgress();
     } else if (header.kind === "computing") {
@@ -72,8 +104,8 @@ export function createView(ui, options) {
   }
 
   function onPixel(header, arrays) {
-    if (!store.state) return;
-    if (header.seq < paintedSeq) { hook.stale += 1; return; }
+    if (!store.state || store.blank) return;
+    if (header.seq < paintedSeq || !store.current(header)) { hook.stale += 1; return; }
     paintedSeq = header.seq;
     const renderStart = performance.now();
     store.pixelFrame = { header, arrays };
@@ -91,6 +123,7 @@ export function createView(ui, options) {
     hook.paintedPixels.push(header.pixel.join());
     if (hook.paintedPixels.length > 1000) hook.paintedPixels.splice(0, 500);
     hook.computeMs.push(header.compute_ms);
+    timeSlice("pixel");
     const started = sentAt.get(header.seq);
     requestAnimationFrame(() => {
       hook.painted += 1;
@@ -105,9 +138,63 @@ export function createView(ui, options) {
     send({ ...message, seq });
   }
 
+  // -- slices of a volume ----------------------------------------------------------------
+  let blankShown = null;
+  function showBlank() {
+    ui.panels.hidden = Boolean(store.blank);
+    if (store.blank) ui.message.textContent = store.blank;
+    else if (blankShown !== null && ui.message.textContent === blankShown) ui.message.textContent = "";
+    blankShown = store.blank;
+  }
+
+  function sliceControls() {
+    const volume = store.state && store.state.volume;
+    if (!ui.slice) return;
+    ui.slice.controls.hidden = !volume;
+    if (!volume || wantedSlice !== null) return;  // the slider is ahead of the server
+    const depth = volume.depths[volume.axis];
+    ui.slice.axis.value = String(volume.axis);
+    ui.slice.input.max = String(depth - 1);
+    ui.slice.input.value = String(volume.index);
+    ui.slice.output.textContent = `${volume.index} / ${depth - 1}`;
+  }
+
+  function askSlice(message) {
+    const volume = store.state && store.state.volume;
+    if (!volume) return;
+    const axis = message.axis === undefined ? volume.axis : message.axis;
+    if (message.index !== undefined) {
+      wantedSlice = `${axis},${message.index}`;
+      sliceAsked = { key: wantedSlice, at: performance.now() };
+      ui.slice.output.textContent = `${message.index} / ${volume.depths[axis] - 1}`;
+    } else {
+      wantedSlice = null;  // a new axis: its slice is the server's choice
+    }
+    sendPixelMessage({ type: "slice", ...message });
+  }
+
+  /** Step `by` slices from the one in view (or last asked for), within the volume. */
+  function stepSlice(by) {
+    const volume = store.state && store.state.volume;
+    if (!volume) return false;
+    const current = wantedSlice !== null ? Number(wantedSlice.split(",")[1]) : volume.index;
+    const next = Math.min(Math.max(current + by, 0), volume.depths[volume.axis] - 1);
+    if (next !== current) {
+      ui.slice.input.value = String(next);
+      askSlice({ index: next });
+    }
+    return true;
+  }
+
+  if (ui.slice) {
+    ui.slice.input.addEventListener("input", () => askSlice({ index: Number(ui.slice.input.value) }));
+    ui.slice.axis.addEventListener("change", () => askSlice({ axis: Number(ui.slice.axis.value) }));
+  }
+
   // -- controls --------------------------------------------------------------------------
   function buildControls() {
     const state = store.state;
+    sliceControls();
     if (ui.model.options.length !== state.models.length) {
       ui.model.replaceChildren(...state.models.map((name) => new Option(name, name)));
       ui.compareBoxes.replaceChildren(...state.models.map((name) => {
@@ -154,6 +241,14 @@ export function createView(ui, options) {
     if (e.key === "Escape") {
       unpin();
       if (options.isolated) e.stopPropagation();
+      return;
+    }
+    const step = SLICE_STEPS[e.key] || (e.altKey ? ALT_SLICE_STEPS[e.key] : undefined);
+    if (step !== undefined && store.state.volume) {
+      if (e.target && e.target.tagName === "SELECT") return;  // the select's own keys
+      e.preventDefault();
+      if (options.isolated) e.stopPropagation();
+      stepSlice(step);
       return;
     }
     if (store.state.pinned && MOVES[e.key]) {
