@@ -11,18 +11,41 @@ Parts (``--part``; default: all of them):
 
     python benchmarks/volumes.py --part dask [--slices 8] [--network DeepFuse]
 
+``viewer``
+    The time from a slice change in the viewer's page to the new fused slice painted, and
+    to the first hover answer of that slice painted, in headless Debian Chromium driven by
+    Playwright, for the paper networks (``--networks``, shipped weights) on the demo
+    volumes resampled in-plane to ``--size``² axial slices (256). The page is hovered once,
+    then moves ``--changes`` times: half are steps to the next slice (PageUp: the
+    neighbour was prefetched while the page was idle ``--idle-s``), half are jumps across
+    the volume with the slider (a slice never opened: its fused slice and prepared
+    Jacobian are computed when asked for). The page times each change
+    (``window.fusevis.sliceTimes``: from sending the message to the animation frame after
+    the images, and after the pixel answer); the table gives medians. Guidance maps of
+    each slice are computed meanwhile, as in the viewer (``--no-maps``: off); ``--slices
+    N`` keeps the N central axial slices. Target: ≤ 1 s to the fused slice and the first
+    hover.
+
+    python benchmarks/volumes.py --part viewer [--networks DeepFuse ...] [--changes 8]
+
 Timings are only valid on an otherwise idle machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import platform
+import statistics
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+NETWORKS = ["FunFuseAn", "MaskNet", "DeepFuse", "DeepPedestrian"]
+LAUNCH_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update"]
 
 
 def central_slices(depth: int, count: int | None) -> list[int] | None:
@@ -73,7 +96,125 @@ def part_dask(args: argparse.Namespace) -> None:
     print(f"speed-up of 2 workers over 1: {times[1] / times[2]:.2f}x")
 
 
-PARTS: dict[str, Callable[[argparse.Namespace], None]] = {"dask": part_dask}
+def resampled_demo_volume(size: int, count: int | None) -> Any:
+    """The demo volumes resampled in-plane to ``size``² axial slices (a VolumeSet).
+
+    Trilinear resampling of the (X, Y, Z) arrays to (size, size, Z), keeping the ``count``
+    central axial slices (None: all).
+    """
+    import numpy as np
+    import torch
+
+    from fusevis.io.demo import demo_volume_arrays
+    from fusevis.viewer.volume import VolumeSet
+
+    arrays, _ = demo_volume_arrays()
+    resampled = []
+    for key in ("mri", "pet"):
+        volume = torch.from_numpy(arrays[key])
+        indices = central_slices(volume.shape[2], count)
+        if indices is not None:
+            volume = volume[..., indices[0] : indices[-1] + 1]
+        grown = torch.nn.functional.interpolate(
+            volume[None, None], size=(size, size, volume.shape[2]), mode="trilinear"
+        )
+        resampled.append(np.ascontiguousarray(grown[0, 0].numpy()))
+    return VolumeSet.from_arrays(resampled, ["demo-mri", "demo-pet"])
+
+
+def slice_changes(browser: Any, name: str, volume: Any, args: argparse.Namespace) -> dict:
+    """Time ``args.changes`` slice changes of one network's viewer page (steps, jumps)."""
+    from fusevis.viewer.data import build_viewer_data
+    from fusevis.viewer.server import start_in_thread
+
+    depth = volume.depths[2]
+    start = (2, depth // 2)
+    data = build_viewer_data(
+        volume.image_set(start),
+        [name],
+        cache=tempfile.mkdtemp(prefix="fusevis-bench-"),
+        compute_maps=args.maps,
+        ask_above_s=math.inf,
+        volume=volume,
+        start=start,
+    )
+    viewer = start_in_thread(data)
+    times: dict[str, list[float]] = {
+        f"{kind} {what}": [] for kind in ("step", "jump") for what in ("images", "pixel")
+    }
+    try:
+        page = browser.new_page(viewport={"width": 1300, "height": 1150})
+        page.goto(viewer.url)
+        page.wait_for_function("window.fusevis && window.fusevis.ready", timeout=120_000)
+        box = page.locator("canvas[aria-label^='fused']").bounding_box()
+        centre = (box["x"] + box["width"] * 0.55, box["y"] + box["height"] * 0.45)
+        page.mouse.move(*centre)
+        page.wait_for_function("window.fusevis.painted > 0", timeout=60_000)
+        # jumps go to slices far from those opened so far, alternately down and up
+        jumps = [int(depth * f) for f in (0.2, 0.8, 0.3, 0.7, 0.25, 0.75, 0.35, 0.65)]
+        for index in range(args.changes):
+            time.sleep(args.idle_s)  # the page idle: the neighbours are prefetched meanwhile
+            count = len(page.evaluate("window.fusevis.sliceTimes"))
+            current = page.evaluate("window.fusevis.store.state.volume.index")
+            if index % 2 == 0 and current + 1 < depth:
+                kind = "step"
+                page.keyboard.press("PageUp")
+            else:
+                kind = "jump"
+                page.locator("#slice").fill(str(jumps[(index // 2) % len(jumps)]))
+                page.mouse.move(*centre)
+            page.wait_for_function(f"window.fusevis.sliceTimes.length > {count}", timeout=120_000)
+            found = page.evaluate("window.fusevis.sliceTimes")[-1]
+            times[f"{kind} images"].append(found["images"])
+            times[f"{kind} pixel"].append(found["pixel"])
+        page.close()
+    finally:
+        viewer.stop()
+    return times
+
+
+def part_viewer(args: argparse.Namespace) -> None:
+    """Slice change to fused slice painted and first hover answered, per network."""
+    import torch
+    from playwright.sync_api import sync_playwright
+
+    volume = resampled_demo_volume(args.size, args.slices)
+    x, y, z = volume.depths
+    print(
+        f"# viewer: slice change to painted, demo volumes resampled to {x}x{y}x{z} "
+        f"(axial slices {args.size}²), {args.changes} changes per network, guidance maps "
+        f"{'computed meanwhile' if args.maps else 'off'}, {args.idle_s} s idle before each"
+    )
+    print(
+        f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"torch {torch.__version__} ({torch.get_num_threads()} threads), headless Chromium"
+    )
+    print(
+        "| network | step: fused painted ms | step: first hover ms | jump: fused painted ms "
+        "| jump: first hover ms | all ≤ 1 s |"
+    )
+    print("|---|---|---|---|---|---|")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path="/usr/bin/chromium", headless=True, args=LAUNCH_ARGS
+        )
+        for name in args.networks:
+            times = slice_changes(browser, name, volume, args)
+            medians = {k: statistics.median(v) if v else math.nan for k, v in times.items()}
+            worst = max(max(v) for v in times.values() if v)
+            print(
+                f"| {name} | {medians['step images']:.0f} | {medians['step pixel']:.0f} | "
+                f"{medians['jump images']:.0f} | {medians['jump pixel']:.0f} | "
+                f"{'yes' if worst <= 1000 else f'no (max {worst:.0f} ms)'} |",
+                flush=True,
+            )
+        browser.close()
+
+
+PARTS: dict[str, Callable[[argparse.Namespace], None]] = {
+    "dask": part_dask,
+    "viewer": part_viewer,
+}
 
 
 def main() -> None:
@@ -82,6 +223,11 @@ def main() -> None:
     parser.add_argument("--slices", type=int, default=None, help="N central slices only")
     parser.add_argument("--network", default="DeepFuse")
     parser.add_argument("--influence", action="store_true")
+    parser.add_argument("--networks", nargs="+", default=NETWORKS, help="viewer: networks")
+    parser.add_argument("--changes", type=int, default=8, help="viewer: slice changes each")
+    parser.add_argument("--size", type=int, default=256, help="viewer: axial slice size")
+    parser.add_argument("--no-maps", dest="maps", action="store_false", help="viewer: no maps")
+    parser.add_argument("--idle-s", type=float, default=1.5, help="viewer: idle before a change")
     args = parser.parse_args()
     for name, part in PARTS.items():
         if args.part in (name, "all"):
