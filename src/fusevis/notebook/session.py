@@ -268,6 +268,8 @@ class NotebookSession:
             try:
                 if self._view_wanted and not self._open_view():
                     continue
+                if self._view_wanted:  # another slice or model meanwhile: its images first
+                    continue
             except RuntimeError:  # the engine was shut down: the widget is closing
                 return
             seq, names, pixel = self.seq, self.state.in_view, self.state.pixel

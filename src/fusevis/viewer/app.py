@@ -486,6 +486,8 @@ class Connection:
             self.wanted.clear()
             if self.view_wanted and not await self.open_view():
                 continue
+            if self.view_wanted:  # another slice or model meanwhile: its images first
+                continue
             seq, names, pixel = self.seq, self.state.in_view, self.state.pixel
             key = self.state.slice_key
             notice = self.loop.call_later(
