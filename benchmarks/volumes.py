@@ -28,6 +28,16 @@ Parts (``--part``; default: all of them):
 
     python benchmarks/volumes.py --part viewer [--networks DeepFuse ...] [--changes 8]
 
+``voxel``
+    Per-voxel Jacobian rows of the shipped 3-D network ``Fuse3D`` on the demo volumes
+    resampled to ``--edge``³ voxels (128): our way, :class:`~fusevis.saliency.volumetric.
+    VoxelJacobian` (forward and backward on the voxel's receptive-field crop), timed over
+    ``--voxels`` random voxels (20), as the crop's row and as full-size arrays; against the
+    reference way, one backward pass over a kept whole-volume forward (``--full-repeats``,
+    3). Prints medians and the ratio. Target: ≥ 30× faster.
+
+    python benchmarks/volumes.py --part voxel [--edge 128] [--voxels 20]
+
 Timings are only valid on an otherwise idle machine.
 """
 
@@ -211,9 +221,84 @@ def part_viewer(args: argparse.Namespace) -> None:
         browser.close()
 
 
+# -- part "voxel" ----------------------------------------------------------------------------
+def demo_cube(edge: int) -> list[Any]:
+    """The demo MRI and PET volumes resampled (trilinear) to ``edge``³ voxels."""
+    import numpy as np
+    import torch
+
+    from fusevis.io.demo import demo_volume_arrays
+
+    arrays, _ = demo_volume_arrays()
+    cubes = []
+    for key in ("mri", "pet"):
+        volume = torch.from_numpy(arrays[key])[None, None]
+        grown = torch.nn.functional.interpolate(
+            volume, size=(edge,) * 3, mode="trilinear", align_corners=False
+        )
+        cubes.append(np.ascontiguousarray(grown[0, 0].numpy()))
+    return cubes
+
+
+def part_voxel(args: argparse.Namespace) -> None:
+    """Per-voxel Jacobian rows of Fuse3D (our way) against a whole-volume backward pass."""
+    import numpy as np
+    import torch
+
+    from fusevis.models import get_model
+    from fusevis.saliency.volumetric import VoxelJacobian
+
+    edge = args.edge
+    model = get_model("Fuse3D")
+    cubes = demo_cube(edge)
+    jac = VoxelJacobian(model, cubes)
+    generator = np.random.default_rng(0)
+    voxels = [tuple(int(v) for v in generator.integers(0, edge, 3)) for _ in range(args.voxels)]
+    jac.row_in_box(voxels[0])  # warm-up
+    crop_ms, row_ms = [], []
+    for voxel in voxels:
+        start = time.perf_counter()
+        jac.row_in_box(voxel)
+        crop_ms.append(1000 * (time.perf_counter() - start))
+        start = time.perf_counter()
+        jac.row(voxel)
+        row_ms.append(1000 * (time.perf_counter() - start))
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    leaves = [torch.from_numpy(c)[None, None].requires_grad_(True) for c in cubes]
+    start = time.perf_counter()
+    with torch.enable_grad():
+        output = model(*leaves)[0, 0]
+    forward_ms = 1000 * (time.perf_counter() - start)
+    full_ms = []
+    for voxel in voxels[: args.full_repeats]:
+        start = time.perf_counter()
+        torch.autograd.grad(output[voxel], leaves, retain_graph=True)
+        full_ms.append(1000 * (time.perf_counter() - start))
+    crop, row, full = (statistics.median(t) for t in (crop_ms, row_ms, full_ms))
+    size = "x".join(str(s) for s in jac.field.size)
+    print(
+        f"Fuse3D at {edge}^3, field {size}, {torch.get_num_threads()} torch thread(s), "
+        f"{platform.machine()}, {os.cpu_count()} cores",
+        flush=True,
+    )
+    print("| way | median ms | runs |")
+    print("| --- | --- | --- |")
+    print(f"| ours: row on its crop (VoxelJacobian.row_in_box) | {crop:.2f} | {len(crop_ms)} |")
+    print(f"| ours: row as {edge}^3 arrays (VoxelJacobian.row) | {row:.2f} | {len(row_ms)} |")
+    print(f"| reference: one whole-volume backward pass | {full:.1f} | {len(full_ms)} |")
+    print(f"| (reference forward, once) | {forward_ms:.1f} | 1 |")
+    print(
+        f"ratio {full / crop:.0f}x on the crop, {full / row:.0f}x as full arrays "
+        f"(target >= 30x): {'met' if full / row >= 30 else 'MISSED'}",
+        flush=True,
+    )
+
+
 PARTS: dict[str, Callable[[argparse.Namespace], None]] = {
     "dask": part_dask,
     "viewer": part_viewer,
+    "voxel": part_voxel,
 }
 
 
@@ -228,6 +313,9 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=256, help="viewer: axial slice size")
     parser.add_argument("--no-maps", dest="maps", action="store_false", help="viewer: no maps")
     parser.add_argument("--idle-s", type=float, default=1.5, help="viewer: idle before a change")
+    parser.add_argument("--edge", type=int, default=128, help="voxel: volume edge (voxels)")
+    parser.add_argument("--voxels", type=int, default=20, help="voxel: rows timed")
+    parser.add_argument("--full-repeats", type=int, default=3, help="voxel: reference passes")
     args = parser.parse_args()
     for name, part in PARTS.items():
         if args.part in (name, "all"):
