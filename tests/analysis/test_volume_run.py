@@ -149,3 +149,14 @@ def test_store_of_other_settings_is_discarded(tmp_path: Path) -> None:
     assert result.computed == [1, 2] and list(result.paths) == ["fused"]
     fused = np.asarray(nib.load(str(out)).dataobj)
     assert np.all(fused[:, :, 3:] == 0) and np.all(fused[:, :, 1:3] > 0)
+
+
+def test_a_folder_of_other_files_is_not_taken_for_the_slice_store(tmp_path: Path) -> None:
+    from fusevis.errors import InputError
+
+    inputs = make_pair(tmp_path)
+    store_path(tmp_path / "x.nii.gz").mkdir()
+    (store_path(tmp_path / "x.nii.gz") / "notes.txt").write_text("mine")
+    with pytest.raises(InputError, match=r"x.slices: holds files FuseVis did not write \(notes"):
+        run_volume(inputs, tmp_path / "x.nii.gz", SETTINGS, workers=1, processes=False)
+    assert (store_path(tmp_path / "x.nii.gz") / "notes.txt").read_text() == "mine"

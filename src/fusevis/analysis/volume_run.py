@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import shutil
 import threading
 import warnings
@@ -223,10 +224,24 @@ def run_slice(job: SliceJob) -> int:
     return job.index
 
 
+def _ours(name: str) -> bool:
+    """Whether a file in a slice folder is one a volume run writes (temporaries included)."""
+    return name == SETTINGS or name.startswith(".") or bool(re.fullmatch(r"slice\d{4,}\.npz", name))
+
+
 def open_store(store: Path, fingerprint: dict[str, object]) -> None:
-    """Create the slice folder, or keep one of the same run; another run's is discarded."""
+    """Create the slice folder, or keep one of the same run; another run's is discarded.
+
+    A folder at that place holding anything a volume run does not write is refused
+    (:class:`InputError`) rather than deleted.
+    """
     settings = store / SETTINGS
     if store.exists():
+        foreign = [entry.name for entry in store.iterdir() if not _ours(entry.name)]
+        if foreign:
+            raise InputError(
+                store, f"holds files FuseVis did not write ({foreign[0]}, ...); not overwritten"
+            )
         try:
             same = json.loads(settings.read_text()) == json.loads(json.dumps(fingerprint))
         except (OSError, ValueError):
