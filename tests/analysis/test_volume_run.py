@@ -160,3 +160,19 @@ def test_a_folder_of_other_files_is_not_taken_for_the_slice_store(tmp_path: Path
     with pytest.raises(InputError, match=r"x.slices: holds files FuseVis did not write \(notes"):
         run_volume(inputs, tmp_path / "x.nii.gz", SETTINGS, workers=1, processes=False)
     assert (store_path(tmp_path / "x.nii.gz") / "notes.txt").read_text() == "mine"
+
+
+def test_sagittal_slices_turn_back_into_the_volume(tmp_path: Path) -> None:
+    inputs = make_pair(tmp_path)
+    settings = VolumeSettings(ModelSpec("WeightedAverage"), axis=0)
+    result = run_volume(
+        inputs, tmp_path / "x.nii.gz", settings, workers=1, processes=False, indices=[3, 11]
+    )
+    assert result.computed == [3, 11]
+    guidance = np.asarray(nib.load(str(result.paths["guidance_0"])).dataobj)
+    model = get_model("WeightedAverage")
+    for k in (3, 11):
+        image_set = load_images(inputs, slice_index=k, axis=0)
+        maps = influence_maps(model, as_tensors(image_set.stack()))
+        np.testing.assert_array_equal(guidance[k], np.rot90(maps.guidance_2d(0), k=-1))
+    assert np.all(guidance[4] == 0)  # not asked for: zeros
