@@ -30,6 +30,7 @@ from fusevis.cli.options import (
     load_inputs_and_model,
     use_threads,
 )
+from fusevis.cli.volume3d import is_volume_network
 from fusevis.cli.volumes import NAMING, volume_command
 from fusevis.errors import FuseVisError, InputError
 
@@ -147,8 +148,14 @@ def _panels(
 
 def saliency_command(
     inputs: Inputs,
-    pixel: Annotated[tuple[int, int], typer.Option(help="Fused pixel as ROW COL.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help=".npz or .png")],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help=".npz or .png; with --voxel .nii.gz or .npz")
+    ],
+    pixel: Annotated[tuple[int, int] | None, typer.Option(help="Fused pixel as ROW COL.")] = None,
+    voxel: Annotated[
+        tuple[int, int, int] | None,
+        typer.Option(help="Fused voxel as X Y Z, for a 3-D network (-m Fuse3D) on volumes."),
+    ] = None,
     model: ModelName = None,
     weights: WeightsPath = None,
     adapt: Adapt = None,
@@ -169,8 +176,35 @@ def saliency_command(
     """Saliency maps of one fused pixel: each input's Jacobian row (or another method).
 
     .npz output holds ``fused``, ``jacobian_0``, ``jacobian_1``, ... (or ``attribution_k``
-    for other methods) and ``pixel``; .png output shows the panels.
+    for other methods) and ``pixel``; .png output shows the panels. With a 3-D network
+    (--voxel X Y Z, NIfTI volumes in): OUT.nii.gz (fused) and OUT_jacobian-K.nii.gz per
+    input on the inputs' grid, or one .npz.
     """
+    if voxel is not None or is_volume_network(model):
+        from fusevis.cli.volume3d import refuse, saliency_3d
+
+        if voxel is None:
+            raise InputError(
+                None, f"{model} is a 3-D network: give the fused voxel as --voxel X Y Z"
+            )
+        if not is_volume_network(model):
+            raise InputError(None, "--voxel needs a 3-D network (-m Fuse3D)")
+        refuse(
+            pixel=pixel is not None,
+            method=method != "jacobian",
+            adapt=bool(adapt),
+            name=bool(name),
+            parts=bool(parts),
+            rule=bool(rule),
+            slice=slice_index is not None,
+            series=bool(series),
+            color=color is not None,
+        )
+        use_threads(threads)
+        saliency_3d(inputs, voxel, output, model, weights, channel, normalize, device, max_pixels)
+        return
+    if pixel is None:
+        raise InputError(None, "give the fused pixel as --pixel ROW COL")
     if output.suffix not in (".npz", ".png"):
         raise InputError(output, "saliency output must be .npz or .png")
     from fusevis.io.writers import atomic_output, check_writable
@@ -347,6 +381,26 @@ def guidance_command(
     on the inputs' grid (RAS+ affine, their units). Slices where an input is constant are
     zeros.
     """
+    if is_volume_network(model):
+        from fusevis.cli.volume3d import guidance_3d, refuse
+
+        refuse(
+            all_slices=all_slices,
+            adapt=bool(adapt),
+            name=bool(name),
+            parts=bool(parts),
+            rule=bool(rule),
+            slice=slice_index is not None,
+            series=bool(series),
+            color=color is not None,
+            paper_layout=paper_layout,
+            estimate=estimate,
+        )
+        use_threads(threads)
+        guidance_3d(
+            inputs, output, model, weights, influence, channel, tile, normalize, device, max_pixels
+        )
+        return
     if all_slices:
         for flag, given in (
             ("--slice", slice_index is not None),

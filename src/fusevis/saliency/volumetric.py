@@ -378,7 +378,10 @@ def _colour(
     dtype = torch.float64 if items[0].dtype == torch.float64 else torch.float32
     fused = torch.zeros(shape, dtype=dtype)
     guidance = [torch.zeros((x.shape[1], *shape), dtype=dtype) for x in items]
-    totals = [torch.zeros(shape, dtype=torch.float64) for _ in items] if influence else []
+    device = items[0].device
+    totals = (
+        [torch.zeros(shape, dtype=torch.float64, device=device) for _ in items] if influence else []
+    )
     periods = colour_periods(field, influence)
     parts = tiles(shape, max(tile, *periods))
     colours = list(itertools.product(*[range(p) for p in periods]))
@@ -419,7 +422,7 @@ def _colour(
     for k in range(len(items)):
         arrays[f"guidance_{k}"] = guidance[k].numpy()
         if influence:
-            arrays[f"influence_{k}"] = totals[k].to(dtype).numpy()
+            arrays[f"influence_{k}"] = totals[k].to(dtype).cpu().numpy()
     what = "guidance + influence" if influence else "guidance"
     size = "x".join(str(s) for s in field.size)
     grid = "x".join(str(p) for p in periods)
@@ -445,11 +448,12 @@ def _add_influence(
     belong to another tile's pass.
     """
     dims = len(periods)
-    index = torch.zeros((), dtype=torch.int64)
-    keep = torch.ones((), dtype=torch.bool)
+    device = magnitude.device
+    index = torch.zeros((), dtype=torch.int64, device=device)
+    keep = torch.ones((), dtype=torch.bool, device=device)
     stride = 1
     for a in reversed(range(dims)):
-        positions = torch.arange(window.start[a], window.stop[a])
+        positions = torch.arange(window.start[a], window.stop[a], device=device)
         first = positions - field.hi[a]
         owner = first + torch.remainder(colour[a] - first, periods[a])
         valid = (
