@@ -312,10 +312,10 @@ class NotebookSession:
             if key is not None and not self._wanted.is_set():  # the slices beside, meanwhile
                 try:
                     hover.submit(self.data.prefetch, key, names, self._wanted.is_set).result()
-                except FuseVisError:  # a neighbour the models refuse: shown when asked for
-                    pass
-                except RuntimeError:
+                except RuntimeError:  # the engine was shut down: the widget is closing
                     return
+                except Exception:  # noqa: BLE001 - a neighbour is opened again when shown
+                    pass
 
     def close(self) -> None:
         """Stop the responder and the sender, then the map worker and the engine."""

@@ -512,7 +512,7 @@ class Connection:
                 prefetch = hover.submit(self.data.prefetch, key, names, self.wanted.is_set)
                 try:
                     await asyncio.wrap_future(prefetch)
-                except FuseVisError:  # a neighbour the models refuse: shown when asked for
+                except Exception:  # noqa: BLE001 - a neighbour is opened again when shown
                     pass
 
     async def send(self) -> None:

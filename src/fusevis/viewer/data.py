@@ -25,6 +25,7 @@ from fusevis.io import ImageSet
 from fusevis.models.inference import as_tensors, minmax
 from fusevis.models.specs import check_loaded, load_named_models
 from fusevis.saliency import MapCache
+from fusevis.saliency.graph import TraceFailure, graph_of
 from fusevis.viewer.hover import HoverEngine
 from fusevis.viewer.scheduler import ASK_ABOVE_S, MapScheduler
 from fusevis.viewer.slices import DEFAULT_BUDGET_BYTES, SliceCache, SliceView
@@ -90,15 +91,22 @@ class ViewerData:
             busy=self.hover.busy,
             prior=self.predicted_seconds,
             ask_above_s=ask_above_s,
+            prepare=self._trace_on_engine,
         )
         self.volume = volume
         self.start = volume.check(start) if volume is not None and start is not None else None
         self.base = SliceView(self.start, image_set, self.hover.tensors, self.inputs)
         self.base.sessions = self.hover.sessions
         self.slices = SliceCache(slice_budget_bytes)
+        self._shown: dict[int, int] = {}  # per axis, the slice last opened for a page
+        self._direction: dict[int, int] = {}  # per axis, +1 or -1: the way pages last moved
         if volume is not None:
             self.slices.put(self.base)
             self.maps.show(self.start, self.base.tensors)
+
+    def _trace_on_engine(self, model: nn.Module) -> None:
+        """Trace a map job's model on the engine thread (see :class:`MapScheduler`)."""
+        self.hover.submit(_trace, model, len(self.tensors)).result()
 
     def new_state(self) -> ViewerState:
         """The state a new page starts in (at the start slice of a volume)."""
@@ -116,8 +124,10 @@ class ViewerData:
         """The view of slice ``key`` if it is open (the 2-D set's for None)."""
         return self.base if key is None or self.volume is None else self.slices.peek(key)
 
-    def open_view(self, key: Hashable, names: Sequence[str]) -> SliceView:
+    def open_view(self, key: Hashable, names: Sequence[str], shown: bool = True) -> SliceView:
         """The view of slice ``key`` with ``names`` opened on it; engine thread.
+
+        ``shown``: a page shows it (not a prefetch), which tells the way pages move.
 
         Raises
         ------
@@ -126,6 +136,11 @@ class ViewerData:
         """
         if key is None or self.volume is None:
             return self.base
+        if shown:
+            last = self._shown.get(key[0])
+            if last is not None and last != key[1]:
+                self._direction[key[0]] = 1 if key[1] > last else -1
+            self._shown[key[0]] = key[1]
         view = self.slices.get(key)
         if view is None:
             image_set = self.volume.image_set(self.volume.check(key))  # BlankSlice
@@ -148,7 +163,8 @@ class ViewerData:
             return 0
         axis, index = key
         opened = 0
-        for step in (1, -1):
+        ahead = self._direction.get(axis, 1)  # the way the page last moved first
+        for step in (ahead, -ahead):
             neighbour = (axis, index + step)
             if not 0 <= neighbour[1] < self.volume.depths[axis]:
                 continue
@@ -159,7 +175,7 @@ class ViewerData:
                 if held is not None and name in held.sessions:
                     continue
                 try:
-                    self.open_view(neighbour, [name])
+                    self.open_view(neighbour, [name], shown=False)
                 except BlankSlice:
                     break
                 opened += 1
@@ -230,6 +246,14 @@ class ViewerData:
         """Stop the map worker, then the engine thread."""
         self.maps.close()
         self.hover.close()
+
+
+def _trace(model: nn.Module, num_inputs: int) -> None:
+    """Trace the model's graph now (cached per model object; untraceable ones are measured)."""
+    try:
+        graph_of(model, num_inputs)
+    except TraceFailure:
+        pass
 
 
 def _value_at(array: np.ndarray | None, row: int, col: int) -> float | None:

@@ -26,9 +26,11 @@ from fusevis.errors import FuseVisError
 from fusevis.models.inference import check_input_count
 from fusevis.saliency import PixelJacobian
 from fusevis.saliency.inputs import check_pixel
-from fusevis.saliency.outputs import select_output
+from fusevis.saliency.outputs import forward_selected, select_output
+from fusevis.saliency.switches import flushed_denormals
 
 QUIET_AFTER_HOVER_S = 0.3
+UNRECORDED = ("cone", "crop")  # strategies that compute hovers without a record
 
 
 @dataclass
@@ -150,11 +152,18 @@ class HoverEngine:
         The session's :class:`PixelJacobian` is a shallow copy of the one opened with the
         viewer: it shares the model's analysis (fields, cone, fastest strategy) and keeps
         its own record of these inputs, so every hover of the slice is a backward sweep.
+        A model whose hovers were fastest without the record (``"cone"``, ``"crop"``)
+        is only run forward: recording would cost time and memory (hundreds of MB at
+        256² for some networks) that its hovers never use.
         """
         base = self.sessions[name]
         jacobian = copy.copy(base.jacobian)
-        output = jacobian.prepare(tuple(tensors))
-        fused = select_output(output, 0)[0].detach().numpy().astype(np.float32)
+        if base.strategy in UNRECORDED:  # its hovers never use a record: one plain forward
+            with torch.no_grad(), flushed_denormals():
+                output = forward_selected(base.model, tuple(tensors), 0)
+        else:
+            output = select_output(jacobian.prepare(tuple(tensors)), 0)
+        fused = output[0].detach().numpy().astype(np.float32)
         return ModelSession(
             name,
             base.model,

@@ -162,6 +162,11 @@ class MapScheduler:
         A job's predicted seconds before it starts (None: unknown; the first passes tell).
     ask_above_s : float
         Jobs predicted to take longer wait for the user (state ``"ask"``).
+    prepare : callable(nn.Module), optional
+        Called with each job's copy of its model before the job starts (the viewer traces
+        it there, on the engine thread: torch.fx patches torch globally while it traces,
+        which must not meet the engine's forward passes; a job per slice means a copy, and
+        a trace, per slice).
     """
 
     def __init__(
@@ -172,10 +177,12 @@ class MapScheduler:
         busy: Busy | None = None,
         prior: Prior | None = None,
         ask_above_s: float = ASK_ABOVE_S,
+        prepare: Callable[[nn.Module], None] | None = None,
     ) -> None:
         self.tensors = tensors
         self.models = dict(models)
         self.cache = cache or MapCache()
+        self._prepare = prepare or (lambda model: None)
         self.ask_above_s = float(ask_above_s)
         self._busy = busy or (lambda: False)
         self._prior = prior or (lambda name, kind: None)
@@ -369,8 +376,10 @@ class MapScheduler:
 
         options: dict[str, Any] = {"estimate": True} if progress.estimate else {}
         try:
+            model = copy.deepcopy(self.models[name])
+            self._prepare(model)
             maps = cached_maps(
-                copy.deepcopy(self.models[name]),
+                model,
                 tensors,
                 influence=kind == "influence",
                 cache=self.cache,
