@@ -15,6 +15,7 @@ from fusevis.cli.options import (
     DisplayName,
     Inputs,
     MaxPixels,
+    ModelChoice,
     ModelName,
     Normalize,
     Parts,
@@ -26,10 +27,10 @@ from fusevis.cli.options import (
     WeightsPath,
     Workers,
     load_inputs_and_model,
+    refuse,
     use_threads,
 )
 from fusevis.cli.volumes import NAMING, volume_command
-from fusevis.errors import InputError
 
 
 def fuse_command(
@@ -72,29 +73,11 @@ def fuse_command(
     the inputs' grid (RAS+ affine, their units). Slices where an input is constant are
     zeros.
     """
+    choice = ModelChoice(model, weights, adapt, name, parts, rule, color, normalize)
     if all_slices:
-        for flag, given in (("--slice", slice_index is not None), ("--series", bool(series))):
-            if given:
-                raise InputError(None, f"{flag} cannot be used with --all-slices")
-        use_threads(threads)
+        refuse("--all-slices", slice=slice_index is not None, series=bool(series))
         volume_command(
-            "fuse",
-            inputs,
-            output,
-            model,
-            weights,
-            adapt,
-            name,
-            parts,
-            rule,
-            color,
-            normalize,
-            axis,
-            device,
-            max_pixels,
-            workers,
-            scheduler,
-            threads,
+            "fuse", inputs, output, choice, axis, device, max_pixels, workers, scheduler, threads
         )
         return
     import numpy as np
@@ -107,20 +90,7 @@ def fuse_command(
     check_writable(output)
     use_threads(threads)
     image_set, display, network = load_inputs_and_model(
-        "fuse",
-        inputs,
-        model,
-        weights,
-        adapt,
-        name,
-        parts,
-        rule,
-        color,
-        normalize,
-        slice_index,
-        axis,
-        max_pixels,
-        series,
+        "fuse", inputs, choice, slice_index, axis, max_pixels, series
     )
     fused = fuse(network, image_set.stack(), device)
     extra: dict[str, np.ndarray] = {}

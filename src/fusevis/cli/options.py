@@ -9,6 +9,7 @@ are repeated here; ``tests/cli/test_options.py`` checks that they agree.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
 
     from fusevis.io import ImageSet
     from fusevis.metrics import MetricConvention
+    from fusevis.models.adapter import Loading
     from fusevis.models.specs import ModelSpec
 
 DEFAULT_MAX_PIXELS = 1 << 26
@@ -208,44 +210,71 @@ def read_inputs(
 Channel = Annotated[int, typer.Option(help="Output channel to explain.")]
 
 
-def single_spec(
-    command: str,
-    model: str | None,
-    weights: str | None = None,
-    adapt: Sequence[str] | None = None,
-    name: Sequence[str] | None = None,
-    parts: Sequence[str] | None = None,
-    rule: Sequence[str] | None = None,
-) -> ModelSpec:
-    """The one model of a single-model command (``--model`` or ``--parts``), as a spec."""
-    from fusevis.models.specs import model_specs
+def refuse(context: str, **given: bool) -> None:
+    """Refuse, in one line, options that mean nothing with ``context`` (``given`` True).
 
-    if model is None and not parts:
-        raise InputError(None, f"{command} needs a --model (or --parts with --rule)")
-    specs = model_specs(
-        [model] if model is not None else [],
-        [weights] if weights is not None else None,
-        adapt,
-        name,
-        parts,
-        rule,
-    )
-    if len(specs) != 1:
-        raise InputError(None, f"{command} takes one model: a --model or one --parts, not both")
-    return specs[0]
+    ``refuse("--all-slices", paper_layout=True)`` raises ``--paper-layout cannot be used
+    with --all-slices``; the first option given, in the order named, is the one reported.
+    """
+    for option, used in given.items():
+        if used:
+            flag = "--" + option.replace("_", "-")
+            raise InputError(None, f"{flag} cannot be used with {context}")
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """A single-model command's model options and how its images load (None: the defaults).
+
+    One value carries ``--model``, ``--weights``, ``--adapt``, ``--name``, ``--parts``,
+    ``--rule``, ``--color`` and ``--normalize`` from a command to whichever path runs it:
+    one image (:func:`load_inputs_and_model`) or every slice of volumes
+    (:func:`fusevis.cli.volumes.volume_command`).
+    """
+
+    model: str | None
+    weights: str | None = None
+    adapt: Sequence[str] | None = None
+    name: Sequence[str] | None = None
+    parts: Sequence[str] | None = None
+    rule: Sequence[str] | None = None
+    color: str | None = None
+    normalize: str | None = None
+
+    def spec(self, command: str) -> ModelSpec:
+        """The one model of ``command`` (``--model`` or ``--parts``), as a spec."""
+        from fusevis.models.specs import model_specs
+
+        if self.model is None and not self.parts:
+            raise InputError(None, f"{command} needs a --model (or --parts with --rule)")
+        specs = model_specs(
+            [self.model] if self.model is not None else [],
+            [self.weights] if self.weights is not None else None,
+            self.adapt,
+            self.name,
+            self.parts,
+            self.rule,
+        )
+        if len(specs) != 1:
+            raise InputError(None, f"{command} takes one model: a --model or one --parts, not both")
+        return specs[0]
+
+    def resolve(self, command: str) -> tuple[ModelSpec, Loading]:
+        """The model's spec and how its images load; checked before anything heavy loads.
+
+        ``--normalize``/``--color``, where given, must suit the model's conventions
+        (:func:`fusevis.models.specs.choose_loading`).
+        """
+        from fusevis.models.specs import choose_loading
+
+        spec = self.spec(command)
+        return spec, choose_loading([spec], self.normalize, self.color)
 
 
 def load_inputs_and_model(
     command: str,
     inputs: list[Path],
-    model: str | None,
-    weights: str | None,
-    adapt: Sequence[str] | None,
-    name: Sequence[str] | None,
-    parts: Sequence[str] | None,
-    rule: Sequence[str] | None,
-    color: str | None,
-    normalize: str | None,
+    choice: ModelChoice,
     slice_index: int | None,
     axis: int,
     max_pixels: int | None = None,
@@ -258,10 +287,9 @@ def load_inputs_and_model(
     suit them); the model is built for ``len(inputs)`` images.
     """
     from fusevis.models.inference import check_input_count
-    from fusevis.models.specs import build_model, check_loaded, choose_loading, name_models
+    from fusevis.models.specs import build_model, check_loaded, name_models
 
-    spec = single_spec(command, model, weights, adapt, name, parts, rule)
-    loading = choose_loading([spec], normalize, color)
+    spec, loading = choice.resolve(command)
     image_set = read_inputs(
         inputs, loading.color, loading.normalize, slice_index, axis, max_pixels, series
     )

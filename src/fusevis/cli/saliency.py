@@ -17,6 +17,7 @@ from fusevis.cli.options import (
     DisplayName,
     Inputs,
     MaxPixels,
+    ModelChoice,
     ModelName,
     Normalize,
     Parts,
@@ -28,6 +29,7 @@ from fusevis.cli.options import (
     WeightsPath,
     Workers,
     load_inputs_and_model,
+    refuse,
     use_threads,
 )
 from fusevis.cli.volume3d import is_volume_network
@@ -60,14 +62,7 @@ def pick_device(device: str) -> torch.device:
 def _prepare(
     command: str,
     inputs: list[Path],
-    model: str | None,
-    weights: str | None,
-    adapt: list[str] | None,
-    name: list[str] | None,
-    parts: list[str] | None,
-    rule: list[str] | None,
-    color: str | None,
-    normalize: str | None,
+    choice: ModelChoice,
     slice_index: int | None,
     axis: int,
     device: str,
@@ -78,20 +73,7 @@ def _prepare(
     from fusevis.models.inference import as_tensors
 
     image_set, display, network = load_inputs_and_model(
-        command,
-        inputs,
-        model,
-        weights,
-        adapt,
-        name,
-        parts,
-        rule,
-        color,
-        normalize,
-        slice_index,
-        axis,
-        max_pixels,
-        series,
+        command, inputs, choice, slice_index, axis, max_pixels, series
     )
     chosen = pick_device(device)
     network = network.to(chosen).eval()
@@ -180,8 +162,9 @@ def saliency_command(
     (--voxel X Y Z, NIfTI volumes in): OUT.nii.gz (fused) and OUT_jacobian-K.nii.gz per
     input on the inputs' grid, or one .npz.
     """
+    choice = ModelChoice(model, weights, adapt, name, parts, rule, color, normalize)
     if voxel is not None or is_volume_network(model):
-        from fusevis.cli.volume3d import refuse, saliency_3d
+        from fusevis.cli.volume3d import refuse_3d, saliency_3d
 
         if voxel is None:
             raise InputError(
@@ -189,17 +172,7 @@ def saliency_command(
             )
         if not is_volume_network(model):
             raise InputError(None, "--voxel needs a 3-D network (-m Fuse3D)")
-        refuse(
-            pixel=pixel is not None,
-            method=method != "jacobian",
-            adapt=bool(adapt),
-            name=bool(name),
-            parts=bool(parts),
-            rule=bool(rule),
-            slice=slice_index is not None,
-            series=bool(series),
-            color=color is not None,
-        )
+        refuse_3d(choice, slice_index, series, pixel=pixel is not None, method=method != "jacobian")
         use_threads(threads)
         saliency_3d(inputs, voxel, output, model, weights, channel, normalize, device, max_pixels)
         return
@@ -212,21 +185,7 @@ def saliency_command(
     check_writable(output)  # before the work, so that none is lost
     use_threads(threads)
     image_set, display, network, tensors = _prepare(
-        "saliency",
-        inputs,
-        model,
-        weights,
-        adapt,
-        name,
-        parts,
-        rule,
-        color,
-        normalize,
-        slice_index,
-        axis,
-        device,
-        max_pixels,
-        series,
+        "saliency", inputs, choice, slice_index, axis, device, max_pixels, series
     )
     import numpy as np
     import torch
@@ -381,18 +340,15 @@ def guidance_command(
     on the inputs' grid (RAS+ affine, their units). Slices where an input is constant are
     zeros.
     """
+    choice = ModelChoice(model, weights, adapt, name, parts, rule, color, normalize)
     if is_volume_network(model):
-        from fusevis.cli.volume3d import guidance_3d, refuse
+        from fusevis.cli.volume3d import guidance_3d, refuse_3d
 
-        refuse(
+        refuse_3d(
+            choice,
+            slice_index,
+            series,
             all_slices=all_slices,
-            adapt=bool(adapt),
-            name=bool(name),
-            parts=bool(parts),
-            rule=bool(rule),
-            slice=slice_index is not None,
-            series=bool(series),
-            color=color is not None,
             paper_layout=paper_layout,
             estimate=estimate,
         )
@@ -402,27 +358,18 @@ def guidance_command(
         )
         return
     if all_slices:
-        for flag, given in (
-            ("--slice", slice_index is not None),
-            ("--paper-layout", paper_layout),
-            ("--estimate", estimate),
-            ("--series", bool(series)),
-        ):
-            if given:
-                raise InputError(None, f"{flag} cannot be used with --all-slices")
-        use_threads(threads)
+        refuse(
+            "--all-slices",
+            slice=slice_index is not None,
+            paper_layout=paper_layout,
+            estimate=estimate,
+            series=bool(series),
+        )
         volume_command(
             "guidance",
             inputs,
             output,
-            model,
-            weights,
-            adapt,
-            name,
-            parts,
-            rule,
-            color,
-            normalize,
+            choice,
             axis,
             device,
             max_pixels,
@@ -451,21 +398,7 @@ def guidance_command(
     check_writable(output, "zarr" if output.suffix == ".zarr" else "file")  # before the work
     use_threads(threads)
     image_set, display, network, tensors = _prepare(
-        "guidance",
-        inputs,
-        model,
-        weights,
-        adapt,
-        name,
-        parts,
-        rule,
-        color,
-        normalize,
-        slice_index,
-        axis,
-        device,
-        max_pixels,
-        series,
+        "guidance", inputs, choice, slice_index, axis, device, max_pixels, series
     )
     name_list = [n for n in names.split(",") if n]
     if paper_layout and len(name_list) != len(image_set):

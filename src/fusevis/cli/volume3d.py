@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from fusevis.cli.options import ModelChoice, refuse
 from fusevis.errors import InputError
 
 if TYPE_CHECKING:
@@ -38,12 +39,25 @@ def is_volume_network(model: str | None) -> bool:
         return False
 
 
-def refuse(**given: bool) -> None:
-    """Refuse, in one line, options that mean nothing for a 3-D network (``given`` True)."""
-    for option, used in given.items():
-        if used:
-            flag = "--" + option.replace("_", "-")
-            raise InputError(None, f"{flag} cannot be used with a 3-D network")
+def refuse_3d(
+    choice: ModelChoice, slice_index: int | None, series: Sequence[str] | None, **given: bool
+) -> None:
+    """Refuse, in one line, options that mean nothing for a 3-D network.
+
+    First the command's own (``given`` True), then the model options other than
+    ``--model``, ``--weights`` and ``--normalize``, ``--slice`` and ``--series``.
+    """
+    refuse(
+        "a 3-D network",
+        **given,
+        adapt=bool(choice.adapt),
+        name=bool(choice.name),
+        parts=bool(choice.parts),
+        rule=bool(choice.rule),
+        slice=slice_index is not None,
+        series=bool(series),
+        color=choice.color is not None,
+    )
 
 
 def _check_output(output: Path) -> str:

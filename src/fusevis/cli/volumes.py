@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 from pathlib import Path
 
 import typer
 
-from fusevis.cli.options import single_spec
+from fusevis.cli.options import ModelChoice, use_threads
 from fusevis.errors import InputError
 
 NAMING = (
@@ -22,14 +21,7 @@ def volume_command(
     command: str,
     inputs: list[Path],
     output: Path,
-    model: str | None,
-    weights: str | None,
-    adapt: Sequence[str] | None,
-    name: Sequence[str] | None,
-    parts: Sequence[str] | None,
-    rule: Sequence[str] | None,
-    color: str | None,
-    normalize: str | None,
+    choice: ModelChoice,
     axis: int,
     device: str,
     max_pixels: int | None,
@@ -43,8 +35,10 @@ def volume_command(
     """Run ``command`` (``fuse`` or ``guidance``) on every slice and write NIfTI volumes.
 
     The output names are checked and the model's options parsed before any volume is read;
-    see :func:`fusevis.analysis.volume_run.run_volume` for the run itself.
+    see :func:`fusevis.analysis.volume_run.run_volume` for the run itself. ``threads``
+    limits torch here (:func:`~fusevis.cli.options.use_threads`) and in each worker.
     """
+    use_threads(threads)
     from fusevis.io.volumes import volume_output_paths
     from fusevis.io.writers import check_writable
 
@@ -65,10 +59,7 @@ def volume_command(
         TimeRemainingColumn,
     )
 
-    from fusevis.models.specs import choose_loading
-
-    spec = single_spec(command, model, weights, adapt, name, parts, rule)
-    loading = choose_loading([spec], normalize, color)
+    spec, loading = choice.resolve(command)
     settings = VolumeSettings(
         spec=spec,
         mode="guidance" if guidance else "fuse",
