@@ -87,3 +87,37 @@ def test_whole_volume_operations_are_not_local() -> None:
     aligned = nn.Sequential(nn.Upsample(scale_factor=2, mode="trilinear", align_corners=True))
     with pytest.raises(TraceFailure, match="align_corners=True"):
         trace_grid_fields(aligned, 1)
+
+
+class Convolved(nn.Module):
+    """One convolution."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv3d(1, 1, 3)
+
+    def forward(self, a: torch.Tensor) -> torch.Tensor:
+        return self.conv(a)
+
+
+class Activated(Convolved):
+    """Activations the 2-D tracer knows (module and function) around the same convolution."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.threshold = nn.Threshold(0.1, 0.0)
+        self.log_sigmoid = nn.LogSigmoid()
+
+    def forward(self, a: torch.Tensor) -> torch.Tensor:
+        return self.log_sigmoid(nn.functional.hardshrink(self.conv(self.threshold(a))))
+
+
+def test_the_activations_of_the_2d_tracer_keep_the_field_in_3d() -> None:
+    from fusevis.saliency.ops import ACTIVATION_FUNCTIONS, ACTIVATION_MODULES
+    from fusevis.saliency.volume_trace import FUNCTION_RULES, MODULE_RULES
+
+    assert all(module in MODULE_RULES for module in ACTIVATION_MODULES)
+    assert all(function in FUNCTION_RULES for function in ACTIVATION_FUNCTIONS)
+    (field,) = trace_grid_fields(Activated(), 1)
+    assert field == trace_grid_fields(Convolved(), 1)[0]  # the convolution's field alone
+    assert field.lo != field.hi

@@ -15,6 +15,8 @@ import sys
 import threading
 import traceback
 import weakref
+from collections.abc import Callable, Mapping
+from typing import TypeVar
 
 import torch.fx
 from torch import nn
@@ -40,6 +42,74 @@ def where(node: torch.fx.Node) -> str:
     """``file:line (code)`` of the model's source that made ``node`` ('' when unknown)."""
     found = node.meta.get(_LINE)
     return _describe(*found) if found else ""
+
+
+Value = TypeVar("Value")
+
+
+def node_values(args: object, values: Mapping[torch.fx.Node, Value | None]) -> list[Value]:
+    """The values of the nodes in a node's ``args``, in order (lists, tuples, dicts opened).
+
+    Nodes whose value is None (constants, weights) or that ``values`` lacks are skipped.
+    """
+    found: list[Value] = []
+
+    def visit(value: object) -> None:
+        if isinstance(value, torch.fx.Node):
+            held = values.get(value)
+            if held is not None:
+                found.append(held)
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                visit(item)
+        elif isinstance(value, dict):
+            for item in value.values():
+                visit(item)
+
+    visit(args)
+    return found
+
+
+def propagate(
+    graph: Graph,
+    num_inputs: int,
+    of_input: Callable[[int], Value],
+    through: Callable[[torch.fx.Node, list[Value]], Value | None],
+) -> Value:
+    """Carry a value per node from the inputs through ``graph`` to its one output.
+
+    Input ``k`` (of the first ``num_inputs`` placeholders) gets ``of_input(k)``; a call node
+    gets ``through(node, values)``, ``values`` those of its arguments' nodes in order
+    (:func:`node_values`); placeholders after the first ``num_inputs`` and attributes have
+    none. The tracers' walk: the value is a feature map's dependence on the inputs.
+
+    Raises
+    ------
+    TraceFailure
+        If the model takes fewer than ``num_inputs`` inputs, or does not return one tensor
+        that depends on them.
+    """
+    values: dict[torch.fx.Node, Value | None] = {}
+    placeholders = 0
+    output: Value | None = None
+    for node in graph.nodes:
+        if node.op == "placeholder":
+            values[node] = of_input(placeholders) if placeholders < num_inputs else None
+            placeholders += 1
+        elif node.op == "get_attr":
+            values[node] = None
+        elif node.op == "output":
+            found = node_values(node.args, values)
+            if len(found) != 1:
+                raise TraceFailure("the model must return one tensor")
+            output = found[0]
+        else:
+            values[node] = through(node, node_values((node.args, node.kwargs), values))
+    if placeholders < num_inputs:
+        raise TraceFailure(f"the model takes {placeholders} inputs, not {num_inputs}")
+    if output is None:
+        raise TraceFailure("no output found")
+    return output
 
 
 def _user_frame(error: BaseException) -> str:

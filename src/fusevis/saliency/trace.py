@@ -30,7 +30,7 @@ from torch import nn
 
 from fusevis.saliency.extent import Extent, NotLocal, TraceFailure
 from fusevis.saliency.field import ReceptiveField
-from fusevis.saliency.graph import graph_of, where
+from fusevis.saliency.graph import graph_of, propagate, where
 from fusevis.saliency.ops import Step, label
 
 __all__ = ["NotLocal", "TraceFailure", "trace_receptive_fields"]
@@ -40,25 +40,6 @@ _UNKNOWN = {
     "call_function": "function {name} is not known to the tracer",
     "call_method": "method .{name}() is not known to the tracer",
 }
-
-
-def _tensor_args(args: tuple, extents: dict[torch.fx.Node, Extent | None]) -> list[Extent]:
-    found: list[Extent] = []
-
-    def visit(value: object) -> None:
-        if isinstance(value, torch.fx.Node):
-            extent = extents.get(value)
-            if extent is not None:
-                found.append(extent)
-        elif isinstance(value, (list, tuple)):
-            for item in value:
-                visit(item)
-        elif isinstance(value, dict):
-            for item in value.values():
-                visit(item)
-
-    visit(args)
-    return found
 
 
 def _extent(step: Step, inputs: list[Extent]) -> Extent | None:
@@ -117,27 +98,9 @@ def trace_receptive_fields(
         geometry = geometry_of(graph, num_inputs, tuple(inputs))  # raises TraceFailure, NotLocal
         return receptive_fields(Cone(graph, num_inputs), geometry)
     graph = graph_of(model, num_inputs)
-    extents: dict[torch.fx.Node, Extent | None] = {}
-    placeholders = 0
-    output: Extent | None = None
-    for node in graph.nodes:
-        if node.op == "placeholder":
-            extents[node] = Extent.of_input(placeholders) if placeholders < num_inputs else None
-            placeholders += 1
-        elif node.op == "get_attr":
-            extents[node] = None
-        elif node.op == "output":
-            found = _tensor_args(node.args, extents)
-            if len(found) != 1:
-                raise TraceFailure("the model must return one tensor")
-            output = found[0]
-        else:
-            inputs = _tensor_args((node.args, node.kwargs), extents)
-            extents[node] = _extent(graph.steps[node], inputs)
-    if placeholders < num_inputs:
-        raise TraceFailure(f"the model takes {placeholders} inputs, not {num_inputs}")
-    if output is None:
-        raise TraceFailure("no output found")
+    output = propagate(
+        graph, num_inputs, Extent.of_input, lambda node, found: _extent(graph.steps[node], found)
+    )
     if output.scale != (1, 1):
         raise TraceFailure("the output's resolution differs from the inputs'")
     stride = (math.ceil(output.max_scale[0]), math.ceil(output.max_scale[1]))

@@ -31,7 +31,8 @@ from torch.nn import functional
 
 from fusevis.saliency.boxes import GridField
 from fusevis.saliency.extent import NotLocal, TraceFailure
-from fusevis.saliency.graph import graph_of, where
+from fusevis.saliency.graph import graph_of, propagate, where
+from fusevis.saliency.ops import ACTIVATION_FUNCTIONS, ACTIVATION_MODULES
 
 Node = torch.fx.Node
 Span = tuple[Fraction, Fraction]
@@ -271,83 +272,37 @@ def _getitem(node: Node, module: None, extent: GridExtent) -> GridExtent:
 
 Rule = Callable[[Node, object, GridExtent], GridExtent]
 
+
+def _all_dims(*names: str) -> tuple[type, ...]:
+    """The modules ``nn.<name>1d``, ``nn.<name>2d`` and ``nn.<name>3d`` of each name."""
+    return tuple(getattr(nn, f"{name}{dims}d") for name in names for dims in (1, 2, 3))
+
+
 ELEMENTWISE_MODULES: tuple[type, ...] = (
     nn.ReLU,
-    nn.ReLU6,
-    nn.LeakyReLU,
-    nn.PReLU,
-    nn.ELU,
-    nn.SELU,
-    nn.CELU,
-    nn.GELU,
-    nn.SiLU,
-    nn.Mish,
-    nn.Sigmoid,
-    nn.Tanh,
-    nn.Hardtanh,
-    nn.Hardsigmoid,
-    nn.Hardswish,
-    nn.Softplus,
-    nn.Softsign,
+    *ACTIVATION_MODULES,
     nn.Identity,
     nn.Dropout,
-    nn.Dropout1d,
-    nn.Dropout2d,
-    nn.Dropout3d,
+    *_all_dims("Dropout"),
     nn.AlphaDropout,
 )
 
 MODULE_RULES: dict[type, Rule] = {
     **{m: _same for m in ELEMENTWISE_MODULES},
-    **{m: _batch_norm for m in (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)},
-    **{
-        m: _module_window
-        for m in (
-            nn.Conv1d,
-            nn.Conv2d,
-            nn.Conv3d,
-            nn.MaxPool1d,
-            nn.MaxPool2d,
-            nn.MaxPool3d,
-            nn.AvgPool1d,
-            nn.AvgPool2d,
-            nn.AvgPool3d,
-        )
-    },
-    **{m: _transposed for m in (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)},
+    **{m: _batch_norm for m in _all_dims("BatchNorm")},
+    **{m: _module_window for m in _all_dims("Conv", "MaxPool", "AvgPool")},
+    **{m: _transposed for m in _all_dims("ConvTranspose")},
     nn.Upsample: _upsample_module,
     **{
         m: _pad_module
-        for m in (
-            nn.ConstantPad1d,
-            nn.ConstantPad2d,
-            nn.ConstantPad3d,
-            nn.ZeroPad1d,
-            nn.ZeroPad2d,
-            nn.ZeroPad3d,
-            nn.ReplicationPad1d,
-            nn.ReplicationPad2d,
-            nn.ReplicationPad3d,
-            nn.ReflectionPad1d,
-            nn.ReflectionPad2d,
-            nn.ReflectionPad3d,
-            nn.CircularPad1d,
-            nn.CircularPad2d,
-            nn.CircularPad3d,
+        for m in _all_dims(
+            "ConstantPad", "ZeroPad", "ReplicationPad", "ReflectionPad", "CircularPad"
         )
     },
 }
 
 _NOT_LOCAL_MODULES: tuple[type, ...] = (
-    nn.AdaptiveAvgPool1d,
-    nn.AdaptiveAvgPool2d,
-    nn.AdaptiveAvgPool3d,
-    nn.AdaptiveMaxPool1d,
-    nn.AdaptiveMaxPool2d,
-    nn.AdaptiveMaxPool3d,
-    nn.InstanceNorm1d,
-    nn.InstanceNorm2d,
-    nn.InstanceNorm3d,
+    *_all_dims("AdaptiveAvgPool", "AdaptiveMaxPool", "InstanceNorm"),
     nn.GroupNorm,
     nn.LayerNorm,
     nn.MultiheadAttention,
@@ -377,15 +332,7 @@ FUNCTION_RULES: dict[Callable, Rule] = {
             torch.clamp,
             torch.where,
             functional.relu,
-            functional.relu6,
-            functional.leaky_relu,
-            functional.elu,
-            functional.gelu,
-            functional.silu,
-            functional.sigmoid,
-            functional.tanh,
-            functional.hardtanh,
-            functional.softplus,
+            *ACTIVATION_FUNCTIONS,
         )
     },
     operator.getitem: _getitem,
@@ -453,25 +400,6 @@ def _rule(node: Node, module: nn.Module | None) -> Rule | None:
     return METHOD_RULES.get(str(node.target))
 
 
-def _extents_in(args: object, extents: dict[Node, GridExtent | None]) -> list[GridExtent]:
-    found: list[GridExtent] = []
-
-    def visit(value: object) -> None:
-        if isinstance(value, Node):
-            extent = extents.get(value)
-            if extent is not None:
-                found.append(extent)
-        elif isinstance(value, (list, tuple)):
-            for item in value:
-                visit(item)
-        elif isinstance(value, dict):
-            for item in value.values():
-                visit(item)
-
-    visit(args)
-    return found
-
-
 def trace_grid_fields(model: nn.Module, num_inputs: int, dims: int = 3) -> list[GridField]:
     """Derive the receptive field of every input of an N-dimensional network.
 
@@ -499,44 +427,25 @@ def trace_grid_fields(model: nn.Module, num_inputs: int, dims: int = 3) -> list[
     """
     graph = graph_of(model, num_inputs)
     modules = dict(graph.module.named_modules())
-    extents: dict[Node, GridExtent | None] = {}
-    placeholders = 0
-    output: GridExtent | None = None
-    for node in graph.nodes:
-        if node.op == "placeholder":
-            extents[node] = (
-                GridExtent.of_input(placeholders, dims) if placeholders < num_inputs else None
-            )
-            placeholders += 1
-        elif node.op == "get_attr":
-            extents[node] = None
-        elif node.op == "output":
-            found = _extents_in(node.args, extents)
-            if len(found) != 1:
-                raise TraceFailure("the model must return one tensor")
-            output = found[0]
-        else:
-            found = _extents_in((node.args, node.kwargs), extents)
-            if not found:
-                extents[node] = None  # computed from weights or constants alone
-                continue
-            module = modules.get(node.target) if node.op == "call_module" else None
-            at = where(node)
-            suffix = f" at {at}" if at else ""
-            try:
-                rule = _rule(node, module)
-            except NotLocal as problem:
-                raise NotLocal(f"{problem}{suffix}") from None
-            if rule is None:
-                raise TraceFailure(f"{_label(node, module)} is not known to the tracer{suffix}")
-            try:
-                extents[node] = rule(node, module, _union(found))
-            except (TraceFailure, NotLocal) as problem:
-                raise type(problem)(f"{_label(node, module)}: {problem}{suffix}") from None
-    if placeholders < num_inputs:
-        raise TraceFailure(f"the model takes {placeholders} inputs, not {num_inputs}")
-    if output is None:
-        raise TraceFailure("no output found")
+
+    def through(node: Node, found: list[GridExtent]) -> GridExtent | None:
+        if not found:
+            return None  # computed from weights or constants alone
+        module = modules.get(node.target) if node.op == "call_module" else None
+        at = where(node)
+        suffix = f" at {at}" if at else ""
+        try:
+            rule = _rule(node, module)
+        except NotLocal as problem:
+            raise NotLocal(f"{problem}{suffix}") from None
+        if rule is None:
+            raise TraceFailure(f"{_label(node, module)} is not known to the tracer{suffix}")
+        try:
+            return rule(node, module, _union(found))
+        except (TraceFailure, NotLocal) as problem:
+            raise type(problem)(f"{_label(node, module)}: {problem}{suffix}") from None
+
+    output = propagate(graph, num_inputs, lambda index: GridExtent.of_input(index, dims), through)
     if any(s != 1 for s in output.scale):
         raise TraceFailure("the output's resolution differs from the inputs'")
     stride = tuple(math.ceil(s) for s in output.max_scale)
