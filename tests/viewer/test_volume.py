@@ -112,3 +112,15 @@ def test_a_2d_viewer_has_no_slices() -> None:
     change = apply_message({"type": "slice", "index": 0}, state, None, errors.append, None)  # type: ignore[arg-type]
     assert change is None and errors == ["these inputs are 2-D images: there are no slices"]
     assert state.snapshot()["volume"] is None
+
+
+def test_the_demo_opens_the_demo_volumes_at_their_middle_axial_slice() -> None:
+    from fusevis.cli.demo import demo_volumes
+    from fusevis.io.demo import demo_volume_arrays
+
+    image_set, volume, start = demo_volumes()
+    arrays, _ = demo_volume_arrays()
+    assert volume.depths == arrays["mri"].shape and start == (2, arrays["mri"].shape[2] // 2)
+    assert image_set.shape == volume.slice_shape(2) == arrays["mri"].shape[1::-1]
+    expected = np.rot90(arrays["pet"][:, :, start[1]])  # anterior up, as NIfTI is shown
+    np.testing.assert_allclose(image_set[1].data, (expected - expected.min()) / np.ptp(expected))
