@@ -247,7 +247,9 @@ def analyze(
         The metric convention (``fusevis``, ``cddfuse``, ``vifb``); groups computed under
         another one are computed again.
     """
-    from distributed import Client, LocalCluster, as_completed
+    from distributed import as_completed
+
+    from fusevis.analysis.cluster import dask_client
 
     threads = max(1, (os.cpu_count() or 1) // max(1, workers))
     jobs = plan_jobs(
@@ -272,28 +274,13 @@ def analyze(
     if progress is not None:
         progress(done, len(jobs))
     if pending:
-        if scheduler:
-            client = Client(scheduler)
-            cluster = None
-        else:
-            cluster = LocalCluster(
-                n_workers=workers,
-                threads_per_worker=1,
-                processes=True,
-                dashboard_address=None,
-            )
-            client = Client(cluster)
-        try:
+        with dask_client(workers, scheduler) as client:
             futures = client.map(run_job, pending, pure=False)
             for future in as_completed(futures):
                 future.result()
                 done += 1
                 if progress is not None:
                     progress(done, len(jobs))
-        finally:
-            client.close()
-            if cluster is not None:
-                cluster.close()
     summary = collect_summary(store, jobs)
     csv_path, parquet_path = summary_paths(store)
     summary.to_csv(csv_path, index=False)

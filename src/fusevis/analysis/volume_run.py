@@ -24,14 +24,14 @@ import re
 import shutil
 import threading
 import warnings
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
+from fusevis.analysis.cluster import dask_client
 from fusevis.errors import FuseVisError, InputError
 from fusevis.io.loading import ImageSet, image_from_array, volume_slice
 from fusevis.io.readers import NIFTI_SUFFIXES, RawArray, read_volume, suffix_of
@@ -256,34 +256,6 @@ def open_store(store: Path, fingerprint: dict[str, object]) -> None:
         shutil.rmtree(store)
     store.mkdir(parents=True)
     settings.write_text(json.dumps(fingerprint, indent=1))
-
-
-@contextmanager
-def dask_client(workers: int, scheduler: str | None, processes: bool = True) -> Iterator[object]:
-    """A Dask client: of ``scheduler`` (``tcp://HOST:PORT``), else of a local cluster.
-
-    The local cluster has ``workers`` single-threaded workers, processes unless
-    ``processes=False`` (threads of this process: quick to start, for tests).
-    """
-    from distributed import Client, LocalCluster
-
-    if scheduler:
-        client = Client(scheduler)
-        cluster = None
-    else:
-        cluster = LocalCluster(
-            n_workers=workers,
-            threads_per_worker=1,
-            processes=processes,
-            dashboard_address=None,
-        )
-        client = Client(cluster)
-    try:
-        yield client
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
 
 
 def check_model(
