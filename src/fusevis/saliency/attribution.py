@@ -28,6 +28,7 @@ from fusevis.saliency.inputs import as_input_tuple, check_pixel, image_shape
 from fusevis.saliency.jacobian import PixelJacobian
 from fusevis.saliency.locality import Locality
 from fusevis.saliency.outputs import OutputChannel
+from fusevis.saliency.precision import without_tf32
 from fusevis.saliency.switches import frozen_parameters
 
 
@@ -86,6 +87,7 @@ class CropAttribution:
             torch.zeros_like(c) if g is None else g for g, c in zip(grads, kept.leaves, strict=True)
         )
 
+    @without_tf32
     def explain(
         self,
         inputs: torch.Tensor | Sequence[torch.Tensor],
@@ -114,6 +116,7 @@ class CropAttribution:
             self.name,
         )
 
+    @without_tf32
     def attribute(
         self,
         inputs: torch.Tensor | Sequence[torch.Tensor],

@@ -33,6 +33,7 @@ from fusevis.saliency.crop import KeptForward
 from fusevis.saliency.inputs import image_shape
 from fusevis.saliency.locality import sample_pixels
 from fusevis.saliency.outputs import OutputChannel
+from fusevis.saliency.precision import without_tf32
 
 if TYPE_CHECKING:
     from fusevis.saliency.maps import _Saver
@@ -48,6 +49,7 @@ CHECK_PIXELS = 8  # random pixels checked besides corners, edge midpoints and th
 Progress = Callable[[int, int], None]
 
 
+@without_tf32
 def not_local_maps(
     model: nn.Module,
     items: tuple[torch.Tensor, ...],
@@ -175,6 +177,7 @@ def _one_hot(kept: KeptForward, pixels: Sequence[tuple[int, int]]) -> torch.Tens
     return probes.to(kept.output.device)
 
 
+@without_tf32
 def exact_rows(
     kept: KeptForward, pixels: Sequence[tuple[int, int]], batch: int
 ) -> list[list[torch.Tensor | None]]:
@@ -241,6 +244,7 @@ class Replicated:
         return True
 
 
+@without_tf32
 def exact_maps(
     model: nn.Module,
     items: tuple[torch.Tensor, ...],
@@ -357,6 +361,7 @@ def colour_period(
     return best
 
 
+@without_tf32
 def estimate_maps(
     model: nn.Module,
     items: tuple[torch.Tensor, ...],

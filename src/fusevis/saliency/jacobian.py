@@ -19,6 +19,7 @@ from fusevis.saliency.inputs import Pixel, as_input_tuple, check_pixel, image_sh
 from fusevis.saliency.locality import Locality, analyse_locality
 from fusevis.saliency.lowrank import LowRank, LowRankStrategy, NoStructure
 from fusevis.saliency.outputs import OutputChannel
+from fusevis.saliency.precision import without_tf32
 from fusevis.saliency.recorded import DEFAULT_RECORD_LIMIT, ForwardRecord, record_forward
 from fusevis.saliency.strategies import (
     NAMES,
@@ -192,6 +193,7 @@ class PixelJacobian:
 
     # -- rows -------------------------------------------------------------------------------
 
+    @without_tf32
     def explain(self, inputs: torch.Tensor | Sequence[torch.Tensor], pixel: Pixel) -> Explanation:
         """Jacobian rows of one fused pixel for every input, with how they were computed.
 
@@ -244,6 +246,7 @@ class PixelJacobian:
             for (window, parts), pixel in zip(found, chosen, strict=True)
         ]
 
+    @without_tf32
     def attribute(
         self,
         inputs: torch.Tensor | Sequence[torch.Tensor],

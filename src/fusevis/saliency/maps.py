@@ -34,6 +34,7 @@ from fusevis.saliency.field import ReceptiveField, Window, field_window
 from fusevis.saliency.inputs import as_input_tuple
 from fusevis.saliency.locality import Locality, analyse_locality
 from fusevis.saliency.outputs import OutputChannel
+from fusevis.saliency.precision import without_tf32
 from fusevis.saliency.switches import flushed_denormals, frozen_parameters
 
 ProgressCallback = Callable[[int, int], None]
@@ -129,6 +130,7 @@ def _owners(positions: torch.Tensor, lo: int, hi: int, period: int, colour: int)
     return start + torch.remainder(colour - start, period)
 
 
+@without_tf32
 def compute_maps(
     model: nn.Module,
     inputs: torch.Tensor | Sequence[torch.Tensor],

@@ -29,6 +29,7 @@ from torch import nn
 
 from fusevis.errors import InputError, ModelError
 from fusevis.saliency.boxes import Box, GridField, cut_box, field_box, tiles
+from fusevis.saliency.precision import without_tf32
 from fusevis.saliency.switches import flushed_denormals, frozen_parameters
 from fusevis.saliency.volume_trace import NotLocal, TraceFailure, trace_grid_fields
 
@@ -188,6 +189,7 @@ class VoxelJacobian:
         """The crop a voxel's row is computed on (its receptive field, clipped and aligned)."""
         return field_box(self.field, Box.voxel(check_voxel(voxel, self.shape)), self.shape)
 
+    @without_tf32
     def row_in_box(self, voxel: Sequence[int]) -> tuple[Box, list[torch.Tensor]]:
         """The row of ``voxel`` on its crop: the box and, per input, (C, *box.shape)."""
         found = check_voxel(voxel, self.shape)
@@ -304,6 +306,7 @@ def colour_periods(field: GridField, influence: bool) -> tuple[int, ...]:
     return tuple(max(r, s) for r, s in zip(reach, field.size, strict=True))
 
 
+@without_tf32
 def volume_maps(
     model: nn.Module,
     inputs: Sequence[VolumeLike],
