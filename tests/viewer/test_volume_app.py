@@ -57,20 +57,24 @@ def test_slice_messages_over_the_websocket(client: TestClient) -> None:
         assert first[0][0]["kind"] == "images" and first[0][0]["state"]["volume"]["index"] == 3
         for bad in ({"index": 6}, {"index": "2"}, {"axis": "up"}, {"index": 1.5}):
             socket.send_json({"type": "slice", **bad})
-            (error, _), *_ = frames_until(socket, lambda h: h["kind"] == "error")
-            assert error["kind"] == "error" and "\n" not in error["message"]
+            error = frames_until(socket, lambda h: h["kind"] == "error")[-1][0]
+            assert "\n" not in error["message"]
         socket.send_json({"type": "slice", "index": 4, "seq": 5})
         seen = frames_until(socket, lambda h: h["kind"] == "pixel" and h["seq"] == 5)
         images = [(h, a) for h, a in seen if h["kind"] == "images"]
         assert images and images[-1][0]["state"]["volume"]["index"] == 4
         assert seen[-1][0]["slice"] == [2, 4]
+        # its maps only after its images and its first pixel
+        assert not [h for h, _ in seen if h["kind"] == "maps" and h["slice"] == [2, 4]]
+        maps = frames_until(socket, lambda h: h["kind"] in ("maps", "progress"))[-1][0]
+        assert maps["slice"] == [2, 4]
         assert images[-1][1]["input_0"].shape == (10, 12)
         socket.send_json({"type": "slice", "index": 0})
         seen = frames_until(socket, lambda h: h["kind"] == "images")
         blank = seen[-1][0]
         assert "constant in input 2" in blank["blank"] and blank["state"]["volume"]["index"] == 0
         socket.send_json({"type": "hover", "row": 1, "col": 1, "seq": 9})  # nothing to explain
-        (error, _), *_ = frames_until(socket, lambda h: h["kind"] == "error")
+        error = frames_until(socket, lambda h: h["kind"] == "error")[-1][0]
         assert "constant in input 2" in error["message"]
 
 

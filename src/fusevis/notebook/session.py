@@ -130,6 +130,7 @@ class NotebookSession:
         self._received = time.perf_counter()  # when the latest page message arrived
         self._closed = False
         self._view_wanted = False
+        self._maps_wanted = False
         self._lock = threading.Lock()
         self.answered = threading.Condition(self._lock)
         self.answers = 0
@@ -202,7 +203,9 @@ class NotebookSession:
         self._wanted.set()
 
     def _open_view(self) -> bool:
-        """Open the slice in view (engine thread), queue its images, request its maps.
+        """Open the slice in view (engine thread) and queue its images.
+
+        Its maps are requested once its first pixel is answered (:meth:`_request_maps`).
 
         False when no pixel is to be answered now: a blank slice (the page says why) or
         another view asked for meanwhile.
@@ -222,9 +225,15 @@ class NotebookSession:
         if self._view_wanted:
             return False
         self.outbox.put(("images",), _frame(lambda: images_frame(self.data, snapshot, view)))
-        for name, kind in request_view_maps(self.data, self.state):
-            self._queue_maps(name, kind)
+        self._maps_wanted = True  # once the first pixel is answered
         return True
+
+    def _request_maps(self) -> None:
+        """Request the maps of the view in view (after its images and first pixel)."""
+        if self._maps_wanted and not self._view_wanted:
+            self._maps_wanted = False
+            for name, kind in request_view_maps(self.data, self.state):
+                self._queue_maps(name, kind)
 
     def export_npz(self, name: str | None = None) -> tuple[str, bytes]:
         """The ``.npz`` of the current pixel and model (as the viewer's export): name, bytes."""
@@ -290,12 +299,13 @@ class NotebookSession:
                 ).result()
             except FuseVisError as error:
                 self.error(str(error))
-                continue
+                answer = None
             except RuntimeError:  # the engine was shut down: the widget is closing
                 return
             finally:
                 notice.cancel()
-            if answer is None:  # overtaken between two models: the newer pixel is next
+            if answer is None:  # an error, or overtaken: the newer pixel is next
+                self._request_maps()
                 continue
             header, arrays = answer
             header.update(seq=seq, pinned=self.state.pinned)
@@ -309,6 +319,7 @@ class NotebookSession:
                 self.last_answer = answer
                 self.answers += 1
                 self.answered.notify_all()
+            self._request_maps()  # a new view's maps come after its images and first pixel
             if key is not None and not self._wanted.is_set():  # the slices beside, meanwhile
                 try:
                     hover.submit(self.data.prefetch, key, names, self._wanted.is_set).result()

@@ -377,6 +377,7 @@ class Connection:
         self.outbox = Outbox()
         self.loop = asyncio.get_running_loop()
         self.view_wanted = False
+        self.maps_wanted = False
 
     def on_maps(self, name: str, kind: str, what: str) -> None:
         """Called from the map worker: queue a maps or progress frame if the model is in view."""
@@ -426,7 +427,9 @@ class Connection:
         self.wanted.set()
 
     async def open_view(self) -> bool:
-        """Open the slice in view on the engine thread, queue its images, request its maps.
+        """Open the slice in view on the engine thread and queue its images.
+
+        Its maps are requested once its first pixel is answered (:meth:`request_maps`).
 
         False when there is no pixel to answer: the slice is blank (the page shows why),
         or another view was asked for meanwhile (opened next).
@@ -447,9 +450,15 @@ class Connection:
         if self.view_wanted:
             return False
         self.outbox.put(("images",), lambda: images_frame(self.data, snapshot, view))
-        for name, kind in request_view_maps(self.data, self.state):
-            self._queue_maps(name, kind)
+        self.maps_wanted = True  # once the first pixel is answered
         return True
+
+    def request_maps(self) -> None:
+        """Request the maps of the view in view (after its images and first pixel)."""
+        if self.maps_wanted and not self.view_wanted:
+            self.maps_wanted = False
+            for name, kind in request_view_maps(self.data, self.state):
+                self._queue_maps(name, kind)
 
     async def read(self) -> None:
         """Apply each message to the state; pixel changes only mark a frame as wanted."""
@@ -500,14 +509,16 @@ class Connection:
                 )
             except FuseVisError as error:
                 self.error(str(error))
-                continue
+                answer = None
             finally:
                 notice.cancel()
-            if answer is None:  # overtaken between two models: the newer pixel is next
+            if answer is not None:
+                header, arrays = answer
+                header.update(seq=seq, pinned=self.state.pinned)
+                self.outbox.put(("pixel",), lambda h=header, a=arrays: encode_frame(h, a))
+            self.request_maps()  # a new view's maps come after its images and first pixel
+            if answer is None:  # an error, or overtaken: the newer pixel is next
                 continue
-            header, arrays = answer
-            header.update(seq=seq, pinned=self.state.pinned)
-            self.outbox.put(("pixel",), lambda h=header, a=arrays: encode_frame(h, a))
             if key is not None and not self.wanted.is_set():  # the slices beside, meanwhile
                 prefetch = hover.submit(self.data.prefetch, key, names, self.wanted.is_set)
                 try:

@@ -138,8 +138,8 @@ class ViewerData:
             return self.base
         if shown:
             last = self._shown.get(key[0])
-            if last is not None and last != key[1]:
-                self._direction[key[0]] = 1 if key[1] > last else -1
+            if last is not None and abs(key[1] - last) == 1:  # a step (a jump says nothing)
+                self._direction[key[0]] = key[1] - last
             self._shown[key[0]] = key[1]
         view = self.slices.get(key)
         if view is None:
