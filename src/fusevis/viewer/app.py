@@ -202,6 +202,8 @@ def request_view_maps(data: ViewerData, state: ViewerState) -> list[tuple[str, s
         return []
     shown = []
     for name in state.in_view:
+        if name not in data.maps.models:  # a 3-D network: no slice maps (viewer/volume3d)
+            continue
         kinds = ["guidance"] + (["influence"] if state.map_kind == "influence" else [])
         for kind in kinds:
             if data.compute_maps or kind == "influence":

@@ -31,6 +31,7 @@ from fusevis.viewer.scheduler import ASK_ABOVE_S, MapScheduler
 from fusevis.viewer.slices import DEFAULT_BUDGET_BYTES, SliceCache, SliceView
 from fusevis.viewer.state import ViewerState
 from fusevis.viewer.volume import BlankSlice, SliceKey, VolumeSet
+from fusevis.viewer.volume3d import VolumeNetworks, VolumeSession, split_models
 
 
 class ViewerData:
@@ -82,11 +83,16 @@ class ViewerData:
         self.tensors = as_tensors(image_set.stack())
         self.inputs = [minmax(x[0, 0].numpy()) for x in self.tensors]
         self.compute_maps = compute_maps
-        self.hover = HoverEngine(self.tensors, models)
+        deep = split_models(models, volume)  # 3-D networks: run on the whole volumes
+        self.deep = VolumeNetworks(volume, deep) if deep and volume is not None else None
+        opened = {}
+        if self.deep is not None and start is not None:
+            opened = {name: self.deep.open_on(name, start) for name in deep}
+        self.hover = HoverEngine(self.tensors, models, opened)
         self.shape = self.hover.shape
         self.maps = MapScheduler(
             self.tensors,
-            {name: session.model for name, session in self.hover.sessions.items()},
+            {name: s.model for name, s in self.hover.sessions.items() if name not in deep},
             cache,
             busy=self.hover.busy,
             prior=self.predicted_seconds,
@@ -148,7 +154,9 @@ class ViewerData:
             inputs = [minmax(x[0, 0].numpy()) for x in tensors]
             view = SliceView(key, image_set, tensors, inputs)
         for name in names:
-            if name not in view.sessions:
+            if name not in view.sessions and self.deep is not None and name in self.deep:
+                view.sessions[name] = self.deep.open_on(name, key)  # type: ignore[arg-type]
+            elif name not in view.sessions:
                 view.sessions[name] = self.hover.open_on(name, view.tensors)
         self.slices.put(view)
         return view
@@ -219,10 +227,14 @@ class ViewerData:
         ``key`` is the slice of a volume (opened here if it is not open).
         """
         view = self.open_view(key, names)
-        answer = self.hover.pixel_frame(names, pixel, superseded, view.tensors, view.sessions)
+        flat = [name for name in names if not isinstance(view.sessions[name], VolumeSession)]
+        answer = self.hover.pixel_frame(flat, pixel, superseded, view.tensors, view.sessions)
         if answer is None:
             return None
         header, arrays = answer
+        if self.deep is not None and len(flat) < len(names):  # 3-D networks: the voxel's row
+            answers = [self._voxel_answer(name, view, pixel, header, arrays) for name in names]
+            header["models"] = dict(zip(names, answers, strict=True))
         header["slice"] = None if view.key is None else list(view.key)
         row, col = header["pixel"]
         for name, info in header["models"].items():
@@ -235,11 +247,29 @@ class ViewerData:
             info["guidance_estimate"] = bool(progress is not None and progress.estimate)
         return header, arrays
 
+    def _voxel_answer(
+        self,
+        name: str,
+        view: SliceView,
+        pixel: tuple[int, int],
+        header: dict[str, Any],
+        arrays: dict[str, np.ndarray],
+    ) -> dict[str, Any]:
+        """The header entry of ``name`` in a pixel answer (a 3-D network's computed here)."""
+        session = view.sessions[name]
+        if not isinstance(session, VolumeSession) or self.deep is None:
+            return header["models"][name]
+        info, found = self.deep.answer(session, pixel)
+        arrays.update(found)
+        return info
+
     def export_rows(
         self, name: str, pixel: tuple[int, int], key: Hashable = None
     ) -> tuple[list[np.ndarray], SliceView]:
         """A pixel's image-sized Jacobian rows on slice ``key``, and the slice; engine thread."""
         view = self.open_view(key, [name])
+        if isinstance(view.sessions[name], VolumeSession) and self.deep is not None:
+            return self.deep.rows(name, view.key, pixel), view  # type: ignore[arg-type]
         return self.hover.full_jacobians(name, pixel, view.tensors, view.sessions), view
 
     def close(self) -> None:

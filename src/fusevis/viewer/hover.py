@@ -79,6 +79,9 @@ class HoverEngine:
         The N inputs, (1, C, H, W) each, as the models take them.
     models : dict of str to nn.Module
         The networks by display name.
+    opened : dict of str to ModelSession, optional
+        Sessions of some of ``models`` opened elsewhere (3-D networks on volumes, see
+        :mod:`fusevis.viewer.volume3d`), kept as given.
 
     Raises
     ------
@@ -86,7 +89,12 @@ class HoverEngine:
         A model that takes another number of inputs or returns the wrong shape.
     """
 
-    def __init__(self, tensors: Sequence[torch.Tensor], models: dict[str, nn.Module]) -> None:
+    def __init__(
+        self,
+        tensors: Sequence[torch.Tensor],
+        models: dict[str, nn.Module],
+        opened: dict[str, ModelSession] | None = None,
+    ) -> None:
         if not models:
             raise FuseVisError("the viewer needs at least one model")
         self.tensors = tuple(tensors)
@@ -100,6 +108,9 @@ class HoverEngine:
         self.sessions: dict[str, ModelSession] = {}
         try:
             for name, model in models.items():
+                if opened and name in opened:
+                    self.sessions[name] = opened[name]
+                    continue
                 self.sessions[name] = self.submit(self._open, name, model.eval()).result()
         except BaseException:
             self._thread.shutdown(wait=False)
