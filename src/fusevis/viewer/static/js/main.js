@@ -6,6 +6,7 @@
 import { Connection, takeToken } from "./data.js";
 import { npzHref } from "./export.js";
 import { createView } from "./view.js";
+import { paintPlanes } from "./planes.js";
 
 const $ = (id) => document.getElementById(id);
 const ui = {
@@ -31,6 +32,7 @@ const view = createView(ui, {
   afterPixel: () => {
     const state = view.store.state;
     $("export-npz").href = npzHref(state.in_view[0], state.pixel, state.volume);
+    paintPlanes($("planes"), view.store.pixelFrame, view.store.gamma.jacobian);
   },
 });
 connection = new Connection(view.onFrame, () => {

@@ -1,0 +1,82 @@
+"""A 3-D network in the viewer, in Debian's Chromium (Playwright): a voxel's three planes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fusevis.saliency.volumetric import VoxelJacobian, row_planes
+from fusevis.viewer.server import RunningViewer, start_in_thread
+from fusevis.viewer.volume3d import voxel_of
+from tests.viewer.test_browser_volume import LAUNCH_ARGS
+from tests.viewer.test_volume3d import tiny_volume_data
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningViewer]:
+    data, _ = tiny_volume_data(tmp_path_factory.mktemp("volumes3d"))
+    running = start_in_thread(data)
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def page(chromium_path: Path, server: RunningViewer) -> Iterator[object]:
+    with playwright_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(chromium_path), headless=True, args=LAUNCH_ARGS
+        )
+        opened = browser.new_page(viewport={"width": 1300, "height": 1150})
+        errors: list[str] = []
+        opened.on("pageerror", lambda error: errors.append(str(error)))
+        opened.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        opened.goto(server.url)
+        opened.wait_for_function("window.fusevis && window.fusevis.ready", timeout=30_000)
+        yield opened
+        browser.close()
+        assert not errors, errors
+
+
+def test_hovering_a_voxel_paints_its_three_planes(page: object, server: RunningViewer) -> None:
+    assert page.evaluate("window.fusevis.store.state.active") == "Deep"
+    height, width = page.evaluate("window.fusevis.store.shape")
+    row, col = 4, 6
+    box = page.locator("canvas[aria-label^='fused']").first.bounding_box()
+    page.mouse.move(
+        box["x"] + (col + 0.5) * box["width"] / width,
+        box["y"] + (row + 0.5) * box["height"] / height,
+    )
+    page.wait_for_function(
+        f"window.fusevis.lastPixel?.header.pixel.join() === '{row},{col}' && "
+        "document.querySelectorAll('#planes figure').length === 6",
+        timeout=15_000,
+    )
+    assert page.locator("#planes").is_visible()
+    figures = page.evaluate(
+        """() => [...document.querySelectorAll('#planes figure')].map((f) => {
+            const c = f.querySelector('canvas');
+            const pixels = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+            let lit = 0;
+            for (let i = 0; i < pixels.length; i += 4) lit += pixels[i] + pixels[i + 2] > 30;
+            return {input: +f.dataset.input, plane: f.dataset.plane, value: +f.dataset.value,
+                    lit, caption: f.querySelector('figcaption').textContent}; })"""
+    )
+    data = server.data
+    voxel = voxel_of((2, 5), (row, col), data.volume.depths, True)
+    rows = VoxelJacobian(data.deep.models["Deep"], data.deep.tensors).row(voxel)
+    names = ["axial", "coronal", "sagittal"]
+    for figure in figures:
+        row_k = rows[figure["input"]]
+        planes = row_planes(row_k, voxel)
+        assert figure["value"] == pytest.approx(float(row_k[voxel]), rel=1e-5, abs=1e-9)
+        assert figure["lit"] > 20  # the field's non-zero values are painted
+        assert np.count_nonzero(planes[names.index(figure["plane"])]) > 20
+        assert figure["plane"] in figure["caption"]
+    assert sorted((f["input"], f["plane"]) for f in figures) == sorted(
+        (k, n) for k in range(2) for n in names
+    )
