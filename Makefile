@@ -29,7 +29,7 @@ demo: $(STAMP)
 test: $(STAMP) $(CHROMIUM)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest $(PARALLEL)
+	$(BIN)/python -m pytest $(PARALLEL) --durations=30
 
 # The inner loop: no browser, no paper data, nothing marked slow (make test runs them all).
 test-fast: $(STAMP)
