@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fusevis.saliency.volumetric import VoxelJacobian, row_planes
+from fusevis.saliency.volumetric import VoxelJacobian, row_planes, volume_maps
 from fusevis.viewer.server import RunningViewer, start_in_thread
-from fusevis.viewer.volume3d import voxel_of
+from fusevis.viewer.volume3d import plane_of, voxel_of
 from tests.viewer.test_browser_volume import LAUNCH_ARGS
 from tests.viewer.test_volume3d import tiny_volume_data
 
@@ -19,7 +19,7 @@ playwright_api = pytest.importorskip("playwright.sync_api")
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningViewer]:
-    data, _ = tiny_volume_data(tmp_path_factory.mktemp("volumes3d"))
+    data, _ = tiny_volume_data(tmp_path_factory.mktemp("volumes3d"), maps=True)
     running = start_in_thread(data)
     yield running
     running.stop()
@@ -80,3 +80,12 @@ def test_hovering_a_voxel_paints_its_three_planes(page: object, server: RunningV
     assert sorted((f["input"], f["plane"]) for f in figures) == sorted(
         (k, n) for k in range(2) for n in names
     )
+
+    # the guidance volumes, computed once in the background, show the slice in view
+    page.wait_for_function(
+        "window.fusevis.store.model('Deep').maps.guidance?.finished === true", timeout=30_000
+    )
+    shown = page.evaluate("Array.from(window.fusevis.store.shownMaps('Deep')[0])")
+    guidance = volume_maps(data.deep.models["Deep"], data.deep.tensors).guidance[0].sum(axis=0)
+    expected = plane_of(guidance, (2, 5), rotate=True)
+    np.testing.assert_allclose(np.reshape(shown, expected.shape), expected, atol=1e-6)

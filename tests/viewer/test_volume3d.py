@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from fastapi.testclient import TestClient
 from fusevis.errors import InputError
 from fusevis.io.loading import volume_slice
 from fusevis.models.volumes import Fuse3D
-from fusevis.saliency.volumetric import VoxelJacobian, row_planes
+from fusevis.saliency.volumetric import VoxelJacobian, row_planes, volume_maps
 from fusevis.viewer.access import Access
 from fusevis.viewer.app import create_app
 from fusevis.viewer.data import ViewerData
@@ -28,13 +29,13 @@ TOKEN = "token-of-the-3d-network-tests"
 SHAPE = (12, 14, 10)
 
 
-def tiny_volume_data(folder: Path) -> tuple[ViewerData, VolumeSet]:
+def tiny_volume_data(folder: Path, maps: bool = False) -> tuple[ViewerData, VolumeSet]:
     """A 12x14x10 NIfTI pair, seeded Fuse3D beside a 2-D network, at axial slice 5."""
     volume = VolumeSet.read(write_pair(folder, SHAPE))
     torch.manual_seed(0)
     models = {"Deep": Fuse3D(), "Tiny": TinyFusion()}
     data = ViewerData(
-        volume.image_set((2, 5)), models, compute_maps=False, ask_above_s=math.inf,
+        volume.image_set((2, 5)), models, compute_maps=maps, ask_above_s=math.inf,
         volume=volume, start=(2, 5),
     )  # fmt: skip
     return data, volume
@@ -106,3 +107,31 @@ def test_a_3d_network_needs_volumes(viewer: tuple[ViewerData, VolumeSet]) -> Non
     _, volume = viewer
     with pytest.raises(InputError, match="fuses volumes"):
         ViewerData(volume.image_set((2, 5)), {"Deep": Fuse3D()}, compute_maps=False)
+
+
+def test_guidance_volumes_are_shown_a_slice_at_a_time(
+    viewer: tuple[ViewerData, VolumeSet],
+) -> None:
+    data, _ = viewer
+    seen: list[tuple[str, str, str]] = []
+    data.maps.add_listener(lambda *event: seen.append(event))
+    assert "Deep" in data.maps.models and data.maps.progress("Deep", "guidance") is None
+    progress = data.maps.request("Deep", "guidance")
+    for _ in range(600):
+        if progress.finished or progress.state == "error":
+            break
+        time.sleep(0.05)
+    assert progress.finished, progress.error
+    assert ("Deep", "guidance", "arrays") in seen
+    engine = volume_maps(data.deep.models["Deep"], data.deep.tensors)
+    for key in [(2, 5), (0, 3)]:
+        shown = data.maps.arrays("Deep", "guidance", key)
+        for k, guidance in enumerate(engine.guidance):
+            expected = plane_of(guidance.sum(axis=0), key, rotate=True)
+            np.testing.assert_allclose(shown[f"guidance_{k}"], expected, atol=1e-6)
+    # the hover answer carries the guidance at the pixel, as for a 2-D network
+    header, _ = data.hover.submit(data.pixel_frame, ["Deep"], (2, 3), None, (2, 5)).result()
+    expected = plane_of(engine.guidance[1].sum(axis=0), (2, 5), rotate=True)[2, 3]
+    assert header["models"]["Deep"]["guidance_at_pixel"][1] == pytest.approx(expected, abs=1e-6)
+    with pytest.raises(InputError, match="unknown map kind"):
+        data.maps.request("Deep", "shares")

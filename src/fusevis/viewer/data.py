@@ -32,6 +32,7 @@ from fusevis.viewer.slices import DEFAULT_BUDGET_BYTES, SliceCache, SliceView
 from fusevis.viewer.state import ViewerState
 from fusevis.viewer.volume import BlankSlice, SliceKey, VolumeSet
 from fusevis.viewer.volume3d import VolumeNetworks, VolumeSession, split_models
+from fusevis.viewer.volume3d_maps import VolumeMapScheduler
 
 
 class ViewerData:
@@ -99,6 +100,9 @@ class ViewerData:
             ask_above_s=ask_above_s,
             prepare=self._trace_on_engine,
         )
+        if self.deep is not None:  # 3-D networks: guidance volumes, shown a slice at a time
+            wrapped = VolumeMapScheduler(self.maps, self.deep, self.hover.busy)
+            self.maps = wrapped  # type: ignore[assignment]
         self.volume = volume
         self.start = volume.check(start) if volume is not None and start is not None else None
         self.base = SliceView(self.start, image_set, self.hover.tensors, self.inputs)
