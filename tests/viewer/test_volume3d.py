@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 import time
 from collections.abc import Iterator
@@ -89,6 +90,11 @@ def test_hover_answer_equals_the_engines_row_planes(viewer: tuple[ViewerData, Vo
             assert np.array_equal(arrays[f"Deep/jacobian_{k}"], planes[0])  # axial in view
             assert info["jacobian_at_pixel"][k] == pytest.approx(float(row[voxel]))
         assert np.abs(arrays["Deep/plane_0_1"]).max() > 0
+        export = client.get("/api/export.npz?model=Deep&row=3&col=7&axis=2&slice=5")
+        with np.load(io.BytesIO(export.content)) as saved:
+            for k, row in enumerate(rows):
+                np.testing.assert_array_equal(saved[f"jacobian_{k}"], row_planes(row, voxel)[0])
+            assert saved["fused"].shape == (14, 12)
         # another slice and axis: the voxel follows
         socket.send_json({"type": "slice", "axis": "coronal", "index": 4, "seq": 3})
         header, arrays = frames_until(socket, lambda h: h["kind"] == "pixel" and h["seq"] == 3)[-1]

@@ -14,7 +14,8 @@ and one backward pass on the voxel's field-sized crop) is sent as
   (:func:`~fusevis.saliency.volumetric.row_planes`), as ``{name}/plane_{k}_{j}``, with
   the voxel's position in each plane in the header (``planes``).
 
-Guidance maps of a 3-D network are not computed by the viewer (see ``docs/viewer.md``).
+Its guidance (and influence-share) maps come from volumes computed once in the background
+(:mod:`fusevis.viewer.volume3d_maps`).
 """
 
 from __future__ import annotations
