@@ -164,8 +164,13 @@ class VolumeMapScheduler:
         progress.state = "running"
         try:
             model = copy.deepcopy(self.deep.models[name])
-            found = volume_maps(
-                model, self.deep.tensors, influence=kind == "influence", progress=report
+            field = self.deep.jacobian(name).field  # traced when the viewer opened: torch.fx
+            found = volume_maps(  # must not trace here, beside the engine's forward passes
+                model,
+                self.deep.tensors,
+                influence=kind == "influence",
+                receptive_field=field,
+                progress=report,
             )
         except _Closed:
             return
