@@ -141,3 +141,5 @@ def test_guidance_volumes_are_shown_a_slice_at_a_time(
     assert header["models"]["Deep"]["guidance_at_pixel"][1] == pytest.approx(expected, abs=1e-6)
     with pytest.raises(InputError, match="unknown map kind"):
         data.maps.request("Deep", "shares")
+    assert data.maps.request("Deep", "influence").state == "ask"  # long: the user's go
+    assert data.maps.progress("Deep", "influence").state == "ask"

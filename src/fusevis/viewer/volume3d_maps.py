@@ -88,7 +88,11 @@ class VolumeMapScheduler:
     def request(
         self, name: str, kind: str, confirm: bool = False, estimate: bool = False
     ) -> MapProgress:
-        """Queue maps; for a 3-D network, start its volumes of ``kind`` (once)."""
+        """Queue maps; for a 3-D network, start its volumes of ``kind`` (once).
+
+        A 3-D network's guidance volumes start at once; its influence volumes (many more
+        passes) wait in the state ``"ask"`` until requested with ``confirm=True``.
+        """
         if name not in self.deep:
             return self.inner.request(name, kind, confirm=confirm, estimate=estimate)
         if kind not in MAP_KINDS:
@@ -97,7 +101,10 @@ class VolumeMapScheduler:
             raise InputError(None, f"{name} is a 3-D network: its maps are computed exactly")
         with self._lock:
             progress = self._jobs.get((name, kind))
-            if progress is None:
+            if progress is None and kind == "influence" and not confirm:
+                # the field's size cubed in passes (729 for Fuse3D): waits for the user's go
+                progress = self._jobs[(name, kind)] = MapProgress(state="ask")
+            elif progress is None or (progress.state == "ask" and confirm):
                 progress = self._jobs[(name, kind)] = MapProgress(confirmed=True)
                 thread = threading.Thread(
                     target=self._compute,
