@@ -28,6 +28,8 @@ import platform
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 from playwright.sync_api import Page, sync_playwright
@@ -39,6 +41,19 @@ from fusevis.viewer.server import start_in_thread
 
 NETWORKS = ["FunFuseAn", "MaskNet", "DeepFuse", "DeepPedestrian"]
 LAUNCH_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update"]
+
+
+@contextmanager
+def headless_chromium() -> Iterator[object]:
+    """Debian's Chromium, headless, with the project's arguments; closed after."""
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path="/usr/bin/chromium", headless=True, args=LAUNCH_ARGS
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
 
 
 def demo_pair(size: int) -> ImageSet:
@@ -160,10 +175,7 @@ def main() -> None:
         "| server ms (median) | page render ms (median) | map passes meanwhile |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path="/usr/bin/chromium", headless=True, args=LAUNCH_ARGS
-        )
+    with headless_chromium() as browser:
         for _ in range(args.rounds):
             for name in args.networks:
                 for threads in args.threads:
@@ -178,7 +190,6 @@ def main() -> None:
                         f"{result['render']:.1f} | {result['passes']} |",
                         flush=True,
                     )
-        browser.close()
 
 
 if __name__ == "__main__":

@@ -55,7 +55,6 @@ from pathlib import Path
 from typing import Any
 
 NETWORKS = ["FunFuseAn", "MaskNet", "DeepFuse", "DeepPedestrian"]
-LAUNCH_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update"]
 
 
 def central_slices(depth: int, count: int | None) -> list[int] | None:
@@ -185,8 +184,12 @@ def slice_changes(browser: Any, name: str, volume: Any, args: argparse.Namespace
 
 def part_viewer(args: argparse.Namespace) -> None:
     """Slice change to fused slice painted and first hover answered, per network."""
+    import sys
+
     import torch
-    from playwright.sync_api import sync_playwright
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from viewer import headless_chromium
 
     volume = resampled_demo_volume(args.size, args.slices)
     x, y, z = volume.depths
@@ -204,10 +207,7 @@ def part_viewer(args: argparse.Namespace) -> None:
         "| jump: first hover ms | all ≤ 1 s |"
     )
     print("|---|---|---|---|---|---|")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path="/usr/bin/chromium", headless=True, args=LAUNCH_ARGS
-        )
+    with headless_chromium() as browser:
         for name in args.networks:
             times = slice_changes(browser, name, volume, args)
             medians = {k: statistics.median(v) if v else math.nan for k, v in times.items()}
@@ -218,7 +218,6 @@ def part_viewer(args: argparse.Namespace) -> None:
                 f"{'yes' if worst <= 1000 else f'no (max {worst:.0f} ms)'} |",
                 flush=True,
             )
-        browser.close()
 
 
 # -- part "voxel" ----------------------------------------------------------------------------

@@ -17,12 +17,13 @@ from fusevis.io import ImageSet, image_from_array
 from fusevis.models.inference import as_tensors
 from fusevis.models.specs import load_named_models
 from fusevis.saliency import PixelJacobian
+from tests.conftest import LAUNCH_ARGS
 from tests.notebook.conftest import demo_crop
 from tests.notebook.jupyter import RunningLab, jupyterlab, write_notebook
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 
-LAUNCH_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update"]
+
 SIZE = 64
 HOVERED = (20, 41)
 MOVED = (50, 12)

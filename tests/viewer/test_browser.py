@@ -11,11 +11,10 @@ from fusevis.saliency import MapCache
 from fusevis.viewer.data import ViewerData
 from fusevis.viewer.scheduler import estimates_available
 from fusevis.viewer.server import RunningViewer, start_in_thread
+from tests.viewer.browser import chromium, viewer_page
 from tests.viewer.slow import SlowAttention, small_set
 
 playwright_api = pytest.importorskip("playwright.sync_api")
-
-LAUNCH_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update"]
 
 
 @pytest.fixture(scope="module")
@@ -28,26 +27,14 @@ def server(demo_data: ViewerData) -> Iterator[RunningViewer]:
 
 @pytest.fixture(scope="module")
 def browser(chromium_path: Path) -> Iterator[object]:
-    with playwright_api.sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=str(chromium_path), headless=True, args=LAUNCH_ARGS
-        )
+    with chromium(chromium_path) as launched:
         yield launched
-        launched.close()
 
 
 @pytest.fixture
 def page(browser: object, server: RunningViewer) -> Iterator[object]:
-    context = browser.new_context(viewport={"width": 1300, "height": 1150})
-    opened = context.new_page()
-    errors: list[str] = []
-    opened.on("pageerror", lambda error: errors.append(str(error)))
-    opened.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    opened.goto(server.url)
-    opened.wait_for_function("window.fusevis && window.fusevis.ready", timeout=30_000)
-    yield opened
-    context.close()
-    assert not errors, errors
+    with viewer_page(browser, server.url) as opened:
+        yield opened
 
 
 def fused_canvas_point(page: object, row: int, col: int) -> tuple[float, float]:

@@ -17,11 +17,11 @@ from fusevis.viewer.data import ViewerData
 from fusevis.viewer.server import RunningViewer, start_in_thread
 from fusevis.viewer.volume import VolumeSet
 from tests.notebook.conftest import TinyFusion
+from tests.viewer.browser import chromium, viewer_page
 from tests.viewer.volumes import write_pair
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 
-LAUNCH_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update"]
 SHAPE = (32, 32, 6)
 
 
@@ -49,19 +49,8 @@ def server(paths: list[Path], tmp_path_factory: pytest.TempPathFactory) -> Itera
 
 @pytest.fixture(scope="module")
 def page(chromium_path: Path, server: RunningViewer) -> Iterator[object]:
-    with playwright_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(chromium_path), headless=True, args=LAUNCH_ARGS
-        )
-        opened = browser.new_page(viewport={"width": 1300, "height": 1150})
-        errors: list[str] = []
-        opened.on("pageerror", lambda error: errors.append(str(error)))
-        opened.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        opened.goto(server.url)
-        opened.wait_for_function("window.fusevis && window.fusevis.ready", timeout=30_000)
+    with chromium(chromium_path) as browser, viewer_page(browser, server.url) as opened:
         yield opened
-        browser.close()
-        assert not errors, errors
 
 
 def engine_slice(paths: list[Path], axis: int, index: int) -> tuple[torch.Tensor, ...]:

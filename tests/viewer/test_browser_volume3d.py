@@ -11,7 +11,7 @@ import pytest
 from fusevis.saliency.volumetric import VoxelJacobian, row_planes, volume_maps
 from fusevis.viewer.server import RunningViewer, start_in_thread
 from fusevis.viewer.volume3d import plane_of, voxel_of
-from tests.viewer.test_browser_volume import LAUNCH_ARGS
+from tests.viewer.browser import chromium, viewer_page
 from tests.viewer.test_volume3d import tiny_volume_data
 
 playwright_api = pytest.importorskip("playwright.sync_api")
@@ -27,19 +27,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningViewer]:
 
 @pytest.fixture(scope="module")
 def page(chromium_path: Path, server: RunningViewer) -> Iterator[object]:
-    with playwright_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(chromium_path), headless=True, args=LAUNCH_ARGS
-        )
-        opened = browser.new_page(viewport={"width": 1300, "height": 1150})
-        errors: list[str] = []
-        opened.on("pageerror", lambda error: errors.append(str(error)))
-        opened.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        opened.goto(server.url)
-        opened.wait_for_function("window.fusevis && window.fusevis.ready", timeout=30_000)
+    with chromium(chromium_path) as browser, viewer_page(browser, server.url) as opened:
         yield opened
-        browser.close()
-        assert not errors, errors
 
 
 def test_hovering_a_voxel_paints_its_three_planes(page: object, server: RunningViewer) -> None:
