@@ -33,7 +33,7 @@ import numpy as np
 
 from fusevis.analysis.cluster import dask_client
 from fusevis.errors import FuseVisError, InputError
-from fusevis.io.loading import ImageSet, image_from_array, volume_slice
+from fusevis.io.loading import ImageSet, blank_input, slice_image_set, slice_label, volume_slice
 from fusevis.io.readers import NIFTI_SUFFIXES, RawArray, read_volume, suffix_of
 from fusevis.io.volumes import check_same_grid, nifti_base, save_volume, volume_output_paths
 
@@ -107,11 +107,6 @@ class VolumeResult:
     background: list[int] = field(default_factory=list)
 
 
-def slice_label(source: Path, axis: int, index: int) -> str:
-    """The name a 2-D run gives slice ``index`` of ``source`` (as :func:`load_image` does)."""
-    return f"{source}[axis {axis}, slice {index}]"
-
-
 def store_path(output: str | os.PathLike[str]) -> Path:
     """The slice folder beside an output: ``out.nii.gz`` → ``out.slices``."""
     base, _ = nifti_base(output)
@@ -134,17 +129,6 @@ def read_volumes(
     volumes = [read_volume(source, max_pixels) for source in sources]
     check_same_grid(volumes, sources)
     return sources, volumes
-
-
-def slice_images(
-    planes: Sequence[np.ndarray], labels: Sequence[str], normalize: str, color: str
-) -> ImageSet:
-    """The normalised image set of one slice, by the code a 2-D run uses."""
-    images = [
-        image_from_array(plane, label, color, normalize)  # type: ignore[arg-type]
-        for plane, label in zip(planes, labels, strict=True)
-    ]
-    return ImageSet(images, name=labels[0])
 
 
 def _resolve_device(device: str) -> str:
@@ -210,7 +194,7 @@ def run_slice(job: SliceJob) -> int:
     settings = job.settings
     torch.set_num_threads(max(1, settings.threads))
     device = _resolve_device(settings.device)
-    image_set = slice_images(job.planes, job.labels, settings.normalize, settings.color)
+    image_set = slice_image_set(job.planes, job.labels, settings.color, settings.normalize)
     try:
         model = _worker_model(settings.spec, len(job.planes), device, threading.get_ident())
         results = compute_slice(model, image_set, settings, device)
@@ -269,13 +253,12 @@ def check_model(
     check_input_count(network, len(volumes))
     for index in _middle_out(volumes[0].pixels.shape[settings.axis]):
         planes = [
-            volume_slice(v, s, index, settings.axis) for v, s in zip(volumes, sources, strict=True)
+            volume_slice(v, s, index, settings.axis).pixels
+            for v, s in zip(volumes, sources, strict=True)
         ]
-        if all(np.ptp(p.pixels) > 0 for p in planes):
+        if blank_input(planes) is None:
             labels = [slice_label(s, settings.axis, index) for s in sources]
-            loaded = slice_images(
-                [p.pixels for p in planes], labels, settings.normalize, settings.color
-            )
+            loaded = slice_image_set(planes, labels, settings.color, settings.normalize)
             check_loaded({settings.spec.label: network}, loaded.images)
             return
 
@@ -359,16 +342,17 @@ def plan_volume(
     )
     jobs = []
     for index in chosen:
-        planes = [volume_slice(v, s, index, axis) for v, s in zip(volumes, sources, strict=True)]
-        if any(np.ptp(p.pixels) == 0 for p in planes):
+        planes = tuple(
+            volume_slice(v, s, index, axis).pixels for v, s in zip(volumes, sources, strict=True)
+        )
+        if blank_input(planes) is not None:
             result.background.append(index)
         elif slice_file(store, index).is_file():
             result.reused.append(index)
         else:
             labels = tuple(slice_label(s, axis, index) for s in sources)
-            pixels = tuple(p.pixels for p in planes)
             rotated = volumes[0].rotate_slices
-            jobs.append(SliceJob(settings, index, pixels, labels, str(store), rotated))
+            jobs.append(SliceJob(settings, index, planes, labels, str(store), rotated))
     return VolumePlan(volumes, store, axis, chosen, jobs, result)
 
 

@@ -78,24 +78,18 @@ def _load(
     max_pixels: int | None,
 ) -> tuple[list[RawArray], torch.nn.Module, list[torch.Tensor]]:
     """The NIfTI volumes (RAS+, one grid), the network on its device, the scaled tensors."""
-    import numpy as np
     import torch
 
     from fusevis.analysis.volume_run import read_volumes
     from fusevis.cli.saliency import pick_device
-    from fusevis.io.normalize import normalize as scale
+    from fusevis.io.volumes import scaled_volumes
     from fusevis.models.registry import get_model
 
     sources, volumes = read_volumes(inputs, max_pixels)
     chosen = pick_device(device)
     network = get_model(model, weights or "DEFAULT").to(chosen).eval()
-    mode = normalize or "minmax"
-    tensors = [
-        torch.from_numpy(
-            np.ascontiguousarray(scale(v.pixels.astype(np.float32), str(s), mode), np.float32)
-        ).to(chosen)
-        for v, s in zip(volumes, sources, strict=True)
-    ]
+    scaled = scaled_volumes(volumes, sources, normalize or "minmax")
+    tensors = [torch.from_numpy(array).to(chosen) for array in scaled]
     return volumes, network, tensors
 
 

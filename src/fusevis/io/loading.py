@@ -120,6 +120,15 @@ def _unit_rgb(rgb: np.ndarray) -> np.ndarray:
     return (rgb - low) / (high - low) if high > low else np.zeros_like(rgb)
 
 
+def display_plane(volume: np.ndarray, axis: int, index: int, rotate: bool) -> np.ndarray:
+    """Slice ``index`` across ``axis`` of an (X, Y, Z) array, as FuseVis shows slices.
+
+    ``rotate`` turns it by 90° (NIfTI's RAS+ axes: anterior or superior up).
+    """
+    plane = np.take(volume, index, axis=axis)
+    return np.ascontiguousarray(np.rot90(plane) if rotate else plane)
+
+
 def volume_slice(raw: RawArray, source: Path, index: int | None, axis: int) -> RawArray:
     """Cut one 2-D slice out of a volume; ``index=None`` takes the middle slice."""
     volume = raw.pixels
@@ -131,14 +140,13 @@ def volume_slice(raw: RawArray, source: Path, index: int | None, axis: int) -> R
         raise InputError(
             source, f"slice {chosen} is outside the volume (axis {axis} has {depth} slices)"
         )
-    plane = np.take(volume, chosen, axis=axis)
+    plane = display_plane(volume, axis, chosen, raw.rotate_slices)
     spacing = None
     if raw.spacing is not None:
         spacing = tuple(s for i, s in enumerate(raw.spacing[:3]) if i != axis)
-    if raw.rotate_slices:
-        plane = np.rot90(plane)
-        spacing = None if spacing is None else (spacing[1], spacing[0])
-    return RawArray(np.ascontiguousarray(plane), spacing)
+        if raw.rotate_slices:
+            spacing = (spacing[1], spacing[0])
+    return RawArray(plane, spacing)
 
 
 def series_per_path(
@@ -196,7 +204,7 @@ def load_image(
     if is_volume(source):
         volume = read_volume(source, max_pixels, series)
         raw = volume_slice(volume, source, slice_index, axis)
-        label = f"{source}[axis {axis}, slice {slice_index if slice_index is not None else 'mid'}]"
+        label = slice_label(source, axis, "mid" if slice_index is None else slice_index)
     else:
         raw = read_raster(source, max_pixels)
         label = str(source)
@@ -230,6 +238,31 @@ def load_images(
     return ImageSet(images, name=name or "+".join(Path(p).name for p in paths))
 
 
+def slice_label(source: Path, axis: int, index: int | str) -> str:
+    """The name of slice ``index`` of ``source`` across ``axis`` (as :func:`load_image` gives)."""
+    return f"{source}[axis {axis}, slice {index}]"
+
+
+def blank_input(planes: Sequence[np.ndarray]) -> int | None:
+    """The first input whose slice is constant (background: nothing to normalise), if any."""
+    return next((k for k, plane in enumerate(planes) if np.ptp(plane) == 0), None)
+
+
+def slice_image_set(
+    planes: Sequence[np.ndarray],
+    labels: Sequence[str],
+    color: ColorMode = "gray",
+    normalize: NormalizeMode = "minmax",
+    name: str = "",
+) -> ImageSet:
+    """The :class:`ImageSet` of one slice's raw planes, normalised as a 2-D run reads them."""
+    images = [
+        image_from_array(plane, label, color, normalize)
+        for plane, label in zip(planes, labels, strict=True)
+    ]
+    return ImageSet(images, name=name or labels[0])
+
+
 def volume_slices(
     paths: Sequence[PathLike_],
     axis: int = 2,
@@ -252,11 +285,10 @@ def volume_slices(
     if len(depths) != 1:
         raise InputError(sources[-1], f"volumes have differing depth along axis {axis}")
     for index in range(depths.pop()):
-        planes = [volume_slice(v, s, index, axis) for v, s in zip(volumes, sources, strict=True)]
-        if any(np.ptp(p.pixels) == 0 for p in planes):
-            continue
-        images = [
-            image_from_array(p.pixels, f"{s}[axis {axis}, slice {index}]", color, normalize)
-            for p, s in zip(planes, sources, strict=True)
+        planes = [
+            volume_slice(v, s, index, axis).pixels for v, s in zip(volumes, sources, strict=True)
         ]
-        yield ImageSet(images, name=f"slice{index:04d}")
+        if blank_input(planes) is not None:
+            continue
+        labels = [slice_label(s, axis, index) for s in sources]
+        yield slice_image_set(planes, labels, color, normalize, name=f"slice{index:04d}")

@@ -50,6 +50,21 @@ def volume_output_paths(
     return paths
 
 
+def scaled_volumes(
+    volumes: Sequence[RawArray], sources: Sequence[Path], mode: str = "minmax"
+) -> list[np.ndarray]:
+    """Each volume scaled whole by ``mode`` (float32, C order), as a 3-D network takes it."""
+    from fusevis.io.normalize import normalize
+
+    return [
+        np.ascontiguousarray(
+            normalize(v.pixels.astype(np.float32), str(s), mode),  # type: ignore[arg-type]
+            np.float32,
+        )
+        for v, s in zip(volumes, sources, strict=True)
+    ]
+
+
 def check_same_grid(volumes: Sequence[RawArray], sources: Sequence[Path]) -> None:
     """Refuse NIfTI volumes that do not share one voxel grid (shape and affine).
 

@@ -18,8 +18,14 @@ from pathlib import Path
 import numpy as np
 
 from fusevis.errors import InputError
-from fusevis.io import ImageSet, image_from_array
-from fusevis.io.loading import ColorMode, series_per_path, volume_slice
+from fusevis.io import ImageSet
+from fusevis.io.loading import (
+    ColorMode,
+    blank_input,
+    series_per_path,
+    slice_image_set,
+    volume_slice,
+)
 from fusevis.io.normalize import NormalizeMode
 from fusevis.io.readers import RawArray, SeriesChoice, is_volume, read_volume
 
@@ -138,20 +144,18 @@ class VolumeSet:
         """
         axis, index = self.check(key)
         planes = [
-            volume_slice(v, s, index, axis) for v, s in zip(self.volumes, self.sources, strict=True)
+            volume_slice(v, s, index, axis).pixels
+            for v, s in zip(self.volumes, self.sources, strict=True)
         ]
-        for k, plane in enumerate(planes):
-            if np.ptp(plane.pixels) == 0:
-                raise BlankSlice(
-                    None,
-                    f"{axis_name(axis)} slice {index} is constant in input {k + 1} "
-                    f"({self.sources[k].name}: background): nothing to fuse here; "
-                    "move to another slice",
-                )
-        images = [
-            image_from_array(
-                p.pixels, f"{s.name}[{axis_name(axis)} {index}]", self.color, self.normalize
+        k = blank_input(planes)
+        if k is not None:
+            raise BlankSlice(
+                None,
+                f"{axis_name(axis)} slice {index} is constant in input {k + 1} "
+                f"({self.sources[k].name}: background): nothing to fuse here; "
+                "move to another slice",
             )
-            for p, s in zip(planes, self.sources, strict=True)
-        ]
-        return ImageSet(images, name=f"{axis_name(axis)}{index:04d}")
+        labels = [f"{s.name}[{axis_name(axis)} {index}]" for s in self.sources]
+        return slice_image_set(
+            planes, labels, self.color, self.normalize, name=f"{axis_name(axis)}{index:04d}"
+        )

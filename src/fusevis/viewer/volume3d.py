@@ -30,7 +30,8 @@ import torch
 from torch import nn
 
 from fusevis.errors import InputError
-from fusevis.io.normalize import normalize as scale
+from fusevis.io.loading import display_plane
+from fusevis.io.volumes import scaled_volumes
 from fusevis.saliency.inputs import check_pixel
 from fusevis.saliency.volumetric import VoxelJacobian, row_planes, run_volume_model
 from fusevis.viewer.hover import ModelSession
@@ -67,8 +68,7 @@ class VolumeSession(ModelSession):
 def plane_of(volume: np.ndarray, key: SliceKey, rotate: bool) -> np.ndarray:
     """Slice ``key`` of an (X, Y, Z) array as the viewer shows it (``volume_slice``'s way)."""
     axis, index = key
-    plane = np.take(volume, index, axis=axis)
-    return np.ascontiguousarray(np.rot90(plane) if rotate else plane)
+    return display_plane(volume, axis, index, rotate)
 
 
 def voxel_of(
@@ -109,12 +109,8 @@ class VolumeNetworks:
         self.volume = volume
         self.rotate = bool(volume.volumes[0].rotate_slices)
         self.tensors = [
-            torch.from_numpy(
-                np.ascontiguousarray(
-                    scale(v.pixels.astype(np.float32), str(s), volume.normalize), np.float32
-                )
-            )
-            for v, s in zip(volume.volumes, volume.sources, strict=True)
+            torch.from_numpy(array)
+            for array in scaled_volumes(volume.volumes, volume.sources, volume.normalize)
         ]
         self.models = {name: model.eval() for name, model in models.items()}
         self._fused: dict[str, np.ndarray] = {}
