@@ -23,8 +23,8 @@ def saved_image(fused: np.ndarray) -> np.ndarray:
 
 def image_ssim(image: np.ndarray, reference: np.ndarray) -> float:
     """SSIM of two 2-D images in [0, 1] with the loss's SSIM (11×11 Gaussian, σ 1.5)."""
-    as_tensor = lambda a: torch.from_numpy(np.asarray(a, np.float32))[None, None]  # noqa: E731
-    return float(ssim_index(as_tensor(image), as_tensor(reference)))
+    image_tensor, reference_tensor = as_tensors(np.stack([image, reference]))
+    return float(ssim_index(image_tensor, reference_tensor))
 
 
 @torch.no_grad()
