@@ -5,9 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from .zoo import ALL, Case, case_and_reference
+from .zoo import ALL, Case, ReferenceRows, case_and_reference, case_and_rows
 
 
 @pytest.fixture(params=ALL)
 def case_with_reference(request: pytest.FixtureRequest) -> tuple[Case, tuple[torch.Tensor, ...]]:
     return case_and_reference(request.param)
+
+
+@pytest.fixture(params=ALL)
+def case_with_rows(request: pytest.FixtureRequest) -> tuple[Case, ReferenceRows]:
+    return case_and_rows(request.param)

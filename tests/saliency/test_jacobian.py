@@ -7,7 +7,7 @@ from fusevis.errors import InputError, ModelError
 from fusevis.saliency import STRATEGIES, PixelJacobian
 from fusevis.saliency.locality import sample_pixels
 
-from .zoo import ALL, Case, case_and_reference, make_case
+from .zoo import ALL, Case, ReferenceRows, case_and_rows, make_case
 
 # the zoo's networks that the cone covers, so that the cone and recorded strategies run them
 CONE = {
@@ -23,20 +23,22 @@ CONE = {
 }
 
 
-def assert_rows_equal(rows: tuple[torch.Tensor, ...], reference, pixels, name: str) -> None:  # noqa: ANN001
-    """``rows`` (one leading axis of pixels) equal the reference Jacobian to 1e-5 of each max."""
-    for k, ref in enumerate(reference):
+def assert_rows_equal(
+    rows: tuple[torch.Tensor, ...], reference: ReferenceRows, pixels: object, name: str
+) -> None:
+    """``rows`` (one leading axis of pixels) equal the reference rows to 1e-5 of each max."""
+    for k in range(len(rows)):
         for index, (r, c) in enumerate(pixels):
-            expected = ref[r, c]
+            expected = reference((r, c))[k]
             scale = float(expected.abs().max()) or 1.0
             error = float((rows[k][index] - expected).abs().max())
             assert error <= 1e-5 * scale, (name, k, (r, c), error / scale)
 
 
 def test_rows_equal_the_reference_jacobian(
-    case_with_reference: tuple[Case, tuple[torch.Tensor, ...]],
+    case_with_rows: tuple[Case, ReferenceRows],
 ) -> None:
-    case, reference = case_with_reference
+    case, reference = case_with_rows
     jacobian = PixelJacobian(case.model, output_channel=case.output_channel)
     pixels = sample_pixels(tuple(case.inputs[0].shape[-2:]), count=4)
     rows = jacobian.attribute(case.inputs, pixels=pixels)
@@ -53,7 +55,7 @@ def _applies(strategy: str, case: Case) -> bool:
 @pytest.mark.parametrize("strategy", ["recorded", "cone", "crop", "full"])
 @pytest.mark.parametrize("name", ALL)
 def test_every_strategy_equals_the_reference_jacobian(strategy: str, name: str) -> None:
-    case, reference = case_and_reference(name)
+    case, reference = case_and_rows(name)
     jacobian = PixelJacobian(case.model, output_channel=case.output_channel, strategy=strategy)
     pixels = sample_pixels(tuple(case.inputs[0].shape[-2:]), count=4)
     if not _applies(strategy, case):
@@ -72,9 +74,9 @@ def test_every_strategy_equals_the_reference_jacobian(strategy: str, name: str) 
 
 
 def test_auto_prepares_a_record_only_where_the_cone_runs(
-    case_with_reference: tuple[Case, tuple[torch.Tensor, ...]],
+    case_with_rows: tuple[Case, ReferenceRows],
 ) -> None:
-    case, _ = case_with_reference
+    case, _ = case_with_rows
     jacobian = PixelJacobian(case.model, output_channel=case.output_channel)
     fused = jacobian.prepare(case.inputs)
     torch.testing.assert_close(fused, case.model(*case.inputs), rtol=0, atol=1e-12)
@@ -150,15 +152,15 @@ def test_a_record_of_two_dimensional_inputs_serves_them_again() -> None:
 
 
 def test_single_pixel_shape_and_zero_outside_the_window(
-    case_with_reference: tuple[Case, tuple[torch.Tensor, ...]],
+    case_with_rows: tuple[Case, ReferenceRows],
 ) -> None:
-    case, reference = case_with_reference
+    case, reference = case_with_rows
     jacobian = PixelJacobian(case.model, output_channel=case.output_channel)
     rows = jacobian.attribute(case.inputs, pixel=(0, 0))
     assert len(rows) == len(case.inputs)
-    for row, x, ref in zip(rows, case.inputs, reference, strict=True):
+    for row, x, ref in zip(rows, case.inputs, reference((0, 0)), strict=True):
         assert row.shape == x.shape
-        torch.testing.assert_close(row[0], ref[0, 0], atol=1e-10, rtol=1e-6)
+        torch.testing.assert_close(row[0], ref, atol=1e-10, rtol=1e-6)
     window = jacobian.explain(case.inputs, pixel=(0, 0)).window
     assert window.top == 0 and window.left == 0
     if not case.local:

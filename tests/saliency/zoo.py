@@ -101,6 +101,43 @@ def reference_jacobian(case: Case) -> tuple[torch.Tensor, ...]:
     return tuple(j[:, :, 0] for j in jac)
 
 
+class ReferenceRows:
+    """Float64 Jacobian rows of a case by full-image autograd, computed when first asked for.
+
+    One forward pass, then one ``autograd.grad`` per pixel: for the tests that need a few
+    rows, not the whole Jacobian (DeepPedestrian's took minutes on the 2-core CI machine).
+    ``rows(pixel)`` is, per input, the (C, H, W) row of the selected output at ``pixel``.
+    """
+
+    def __init__(self, case: Case) -> None:
+        self._leaves = tuple(x.clone().requires_grad_(True) for x in case.inputs)
+        self._fused = selected(case.model(*self._leaves), case.output_channel)
+        self._rows: dict[tuple[int, int], tuple[torch.Tensor, ...]] = {}
+
+    def __call__(self, pixel: tuple[int, int]) -> tuple[torch.Tensor, ...]:
+        pixel = (int(pixel[0]), int(pixel[1]))
+        if pixel not in self._rows:
+            grads = torch.autograd.grad(
+                self._fused[pixel], self._leaves, retain_graph=True, allow_unused=True
+            )
+            self._rows[pixel] = tuple(
+                torch.zeros_like(x[0]) if g is None else g[0]
+                for g, x in zip(grads, self._leaves, strict=True)
+            )
+        return self._rows[pixel]
+
+
+_ROWS: dict[str, tuple[Case, ReferenceRows]] = {}
+
+
+def case_and_rows(name: str) -> tuple[Case, ReferenceRows]:
+    """The case ``name`` and its reference rows (one per process, like the Jacobians)."""
+    if name not in _ROWS:
+        case = make_case(name)
+        _ROWS[name] = (case, ReferenceRows(case))
+    return _ROWS[name]
+
+
 _CACHE: dict[str, tuple[Case, tuple[torch.Tensor, ...]]] = {}
 
 
