@@ -141,6 +141,25 @@ def test_a_record_is_used_only_for_the_inputs_it_was_made_from() -> None:
     assert_same(found.dense(), _autograd_row(case.model, changed, (3, 3)))
 
 
+def test_a_sibling_shares_the_analysis_not_the_record() -> None:
+    case = make_case("DeepPedestrian", (40, 41))
+    jacobian = PixelJacobian(case.model)
+    jacobian.prepare(case.inputs)
+    kept = jacobian.record_bytes
+    other = tuple(x.flip(-1).contiguous() for x in case.inputs)
+    twin = jacobian.sibling()
+    assert twin.record_bytes == 0
+    assert twin.locality(other) is jacobian.locality(case.inputs)  # not analysed again
+    twin.prepare(other)
+    assert twin.record_bytes > 0 and jacobian.record_bytes == kept
+    assert jacobian.explain(case.inputs, pixel=(5, 6)).strategy in ("recorded", "cone")
+    assert_same(twin.explain(other, pixel=(5, 6)).dense(), _autograd_row(case.model, other, (5, 6)))
+    assert_same(
+        jacobian.explain(case.inputs, pixel=(5, 6)).dense(),
+        _autograd_row(case.model, case.inputs, (5, 6)),
+    )
+
+
 def test_a_record_of_two_dimensional_inputs_serves_them_again() -> None:
     case = make_case("DeepPedestrian", (44, 46))
     images = tuple(x[0, 0].clone() for x in case.inputs)  # (H, W): new views on every call

@@ -12,8 +12,8 @@ import torch
 from fusevis.io import load_images
 from fusevis.models.inference import as_tensors
 from fusevis.saliency import MapCache, PixelJacobian
-from fusevis.viewer.data import ViewerData
-from fusevis.viewer.slices import SliceCache, SliceView
+from fusevis.viewer.data import ViewerData, nearest_first
+from fusevis.viewer.slices import FusedSlices, SliceCache, SliceView
 from fusevis.viewer.volume import BlankSlice, VolumeSet
 from tests.notebook.conftest import TinyFusion
 from tests.viewer.volumes import write_pair
@@ -121,3 +121,69 @@ def test_showing_another_slice_drops_the_maps_queued_for_the_last(data: ViewerDa
     assert scheduler.progress("Tiny", "guidance").state == "queued"
     assert not data.show_maps((2, 5))  # not open: nothing is computed for it
     scheduler._closed = True
+
+
+def direct_fused(paths: list[Path], axis: int, index: int) -> np.ndarray:
+    """The fused slice of a 2-D run on that slice (the reference for the viewer's)."""
+    tensors = as_tensors(load_images(paths, slice_index=index, axis=axis).stack())
+    with torch.no_grad():
+        return TinyFusion()(*tensors)[0, 0].numpy()
+
+
+def test_fused_slices_keep_the_most_recent_within_their_budget() -> None:
+    one = np.zeros((8, 8), np.float32)
+    store = FusedSlices(budget_bytes=3 * one.nbytes)
+    for index in range(4):
+        assert store.put(((2, index), "A"), one.copy())
+    assert ((2, 0), "A") not in store and len(store) == 3 and store.nbytes == 3 * one.nbytes
+    assert store.get(((2, 1), "A")) is not None  # now the most recently used
+    store.put(((2, 4), "A"), one.copy())
+    assert ((2, 1), "A") in store and ((2, 2), "A") not in store
+    assert store.full(1) and not FusedSlices(10 * one.nbytes).full(one.nbytes)
+    assert not store.put(((2, 5), "A"), np.zeros((64, 64), np.float32))  # alone over budget
+    assert nearest_first(2, 6) == [3, 1, 4, 0, 5]
+
+
+def test_the_axis_is_swept_and_a_jump_there_runs_no_forward(
+    data: ViewerData, paths: list[Path]
+) -> None:
+    assert on_engine(data, data.sweep, (2, 3), ["Tiny"], lambda: True) == 0
+    assert not data.swept((2, 3), ["Tiny"])
+    assert on_engine(data, data.sweep, (2, 3), ["Tiny"], lambda: False) == 5  # 0 is blank
+    assert data.swept((2, 3), ["Tiny"]) and not data.swept((1, 3), ["Tiny"])
+    for index in range(1, 6):
+        swept = data.fused_slices.get(((2, index), "Tiny"))
+        np.testing.assert_allclose(swept, direct_fused(paths, 2, index), atol=1e-6)
+    assert on_engine(data, data.sweep, (2, 3), ["Tiny"], lambda: False) == 0  # all held
+    session = data.hover.sessions["Tiny"]
+    session.strategy = "recorded"  # as for a model whose hovers are fastest from a record
+    calls: list[int] = []
+    handle = session.model.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        view = on_engine(data, data.open_view, (2, 5), ["Tiny"])  # a jump
+    finally:
+        handle.remove()
+    assert calls == [], "the jump ran the model"
+    assert not view.sessions["Tiny"].complete and view.sessions["Tiny"].jacobian.record_bytes == 0
+    header, arrays = on_engine(data, data.pixel_frame, ["Tiny"], (4, 6), None, (2, 5))
+    tensors = as_tensors(load_images(paths, slice_index=5, axis=2).stack())
+    top, bottom, left, right = header["models"]["Tiny"]["window"]
+    rows = PixelJacobian(TinyFusion()).attribute(tensors, pixel=(4, 6))
+    for k in range(2):
+        expected = rows[k][0, 0, top:bottom, left:right].numpy()
+        np.testing.assert_allclose(arrays[f"Tiny/jacobian_{k}"], expected, atol=1e-6)
+    on_engine(data, data.prefetch, (2, 5), ["Tiny"], lambda: False)  # records the slice
+    assert view.sessions["Tiny"].complete and view.sessions["Tiny"].jacobian.record_bytes > 0
+
+
+def test_the_sweep_waits_for_the_maps_and_keeps_the_nearest_within_the_budget(
+    data: ViewerData, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(type(data.maps), "idle", property(lambda self: False))
+    assert on_engine(data, data.sweep, (0, 6), ["Tiny"], lambda: False) == 0
+    monkeypatch.undo()
+    one = on_engine(data, data.open_view, (0, 6), ["Tiny"]).sessions["Tiny"].fused.nbytes
+    data.fused_slices = FusedSlices(budget_bytes=3 * one)
+    assert on_engine(data, data.sweep, (0, 6), ["Tiny"], lambda: False) == 3
+    assert {key[1] for key, _ in data.fused_slices._arrays} == {5, 6, 7}
+    assert data.swept((0, 6), ["Tiny"])  # full: the far slices are left to be computed when shown

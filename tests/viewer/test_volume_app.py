@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import math
+import time
 from collections.abc import Callable, Iterator
 
 import numpy as np
@@ -87,3 +88,16 @@ def test_the_export_names_its_slice(client: TestClient) -> None:
     for bad in ({"slice": 99}, {"axis": "up"}, {"slice": "x"}, {"axis": "axial", "slice": 0}):
         refused = client.get("/api/export.npz", params={**query, **bad})
         assert refused.status_code == 400 and "error" in refused.json()
+
+
+def test_an_idle_page_has_the_axis_fused_ahead(client: TestClient) -> None:
+    data = client.app.state.viewer.data
+    with client.websocket_connect(f"ws://localhost/ws?token={TOKEN}") as socket:
+        frames_until(socket, lambda h: h["kind"] == "pixel")
+        socket.send_json({"type": "slice", "axis": "coronal", "index": 5, "seq": 3})
+        frames_until(socket, lambda h: h["kind"] == "pixel" and h["seq"] == 3)
+        deadline = time.monotonic() + 20
+        while not data.swept((1, 5), ["Tiny"]) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert data.swept((1, 5), ["Tiny"]), "the idle page's axis was not swept"
+    assert all(((1, index), "Tiny") in data.fused_slices for index in range(10))

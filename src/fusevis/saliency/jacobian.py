@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable, Sequence
 from typing import ClassVar
@@ -185,6 +186,17 @@ class PixelJacobian:
         except NoStructure as problem:
             return str(problem)
         return LowRankStrategy(self._lowrank)
+
+    def sibling(self) -> PixelJacobian:
+        """A copy for other inputs of the same size (a volume's slice).
+
+        It shares the model's analysis (fields, cone, the fastest strategy found), not the
+        record or the kept forward of these inputs: each prepares its own.
+        """
+        twin = copy.copy(self)
+        twin._record = None
+        twin._full = FullStrategy(self.model, self.output_channel)
+        return twin
 
     @property
     def record_bytes(self) -> int:

@@ -59,6 +59,7 @@ MAX_MESSAGE_CHARS = 16 * 1024
 WS_MAX_SIZE = 1 << 20
 MAX_SEQ = 2**53
 COMPUTING_NOTICE_S = 0.15  # a pixel not answered by then is announced ("computing" frame)
+AHEAD_POLL_S = 0.5  # how often an idle connection asks whether the axis's fused slices are done
 Build = Callable[[], bytes]
 
 
@@ -412,6 +413,7 @@ class Connection:
             asyncio.create_task(self.read()),
             asyncio.create_task(self.respond()),
             asyncio.create_task(self.send()),
+            asyncio.create_task(self.work_ahead()),
         ]
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -527,6 +529,29 @@ class Connection:
                     await asyncio.wrap_future(prefetch)
                 except Exception:  # noqa: BLE001 - a neighbour is opened again when shown
                     pass
+
+    def _ahead_superseded(self) -> bool:
+        return self.wanted.is_set() or self.view_wanted
+
+    async def work_ahead(self) -> None:
+        """While the page, the hover engine and the maps are idle: fused slices of the axis.
+
+        Polls every :data:`AHEAD_POLL_S`; each :meth:`ViewerData.sweep` stops as soon as
+        the page wants something or a map job is queued, and is asked again later.
+        """
+        data = self.data
+        while True:
+            await asyncio.sleep(AHEAD_POLL_S)
+            key, names = self.state.slice_key, list(self.state.in_view)
+            if key is None or data.swept(key, names) or self._ahead_superseded():
+                continue
+            if not data.maps.idle or data.hover.busy():
+                continue
+            sweep = data.hover.submit(data.sweep, key, names, self._ahead_superseded)
+            try:
+                await asyncio.wrap_future(sweep)
+            except Exception:  # noqa: BLE001 - a slice is computed again when shown
+                pass
 
     async def send(self) -> None:
         """Write queued frames to the socket in order (waiting while the client is slow)."""

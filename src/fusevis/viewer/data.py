@@ -9,7 +9,10 @@ For a volume (:class:`~fusevis.viewer.volume.VolumeSet`) every slice is a
 :class:`~fusevis.viewer.slices.SliceView`, opened on the engine thread when a page shows it
 (:meth:`ViewerData.open_view`: the fused slice and each model's prepared Jacobian) or
 before (:meth:`ViewerData.prefetch`: the neighbouring slices), and kept in a bounded
-:class:`~fusevis.viewer.slices.SliceCache`.
+:class:`~fusevis.viewer.slices.SliceCache`. While the page and the map scheduler are both
+idle, :meth:`ViewerData.sweep` computes the fused slices of the whole axis in view, nearest
+first, into a bounded :class:`~fusevis.viewer.slices.FusedSlices`: a jump to one of them
+paints at once and its first hovers take the cone, the record following in the prefetch.
 """
 
 from __future__ import annotations
@@ -26,9 +29,9 @@ from fusevis.models.inference import as_tensors, minmax
 from fusevis.models.specs import check_loaded, load_named_models
 from fusevis.saliency import MapCache
 from fusevis.saliency.graph import TraceFailure, graph_of
-from fusevis.viewer.hover import HoverEngine
+from fusevis.viewer.hover import HoverEngine, ModelSession
 from fusevis.viewer.scheduler import ASK_ABOVE_S, MapScheduler
-from fusevis.viewer.slices import DEFAULT_BUDGET_BYTES, SliceCache, SliceView
+from fusevis.viewer.slices import DEFAULT_BUDGET_BYTES, FusedSlices, SliceCache, SliceView
 from fusevis.viewer.state import ViewerState
 from fusevis.viewer.volume import BlankSlice, SliceKey, VolumeSet
 from fusevis.viewer.volume3d import VolumeNetworks, VolumeSession, split_models
@@ -108,6 +111,9 @@ class ViewerData:
         self.base = SliceView(self.start, image_set, self.hover.tensors, self.inputs)
         self.base.sessions = self.hover.sessions
         self.slices = SliceCache(slice_budget_bytes)
+        self.fused_slices = FusedSlices()
+        self._swept: set[tuple[int, tuple[str, ...]]] = set()  # (axis, models) swept through
+        self._blank: set[SliceKey] = set()  # slices the sweep leaves (blank or failing)
         self._shown: dict[int, int] = {}  # per axis, the slice last opened for a page
         self._direction: dict[int, int] = {}  # per axis, +1 or -1: the way pages last moved
         if volume is not None:
@@ -161,7 +167,12 @@ class ViewerData:
             if name not in view.sessions and self.deep is not None and name in self.deep:
                 view.sessions[name] = self.deep.open_on(name, key)  # type: ignore[arg-type]
             elif name not in view.sessions:
-                view.sessions[name] = self.hover.open_on(name, view.tensors)
+                swept = self.fused_slices.get((key, name)) if shown else None
+                if swept is None:
+                    view.sessions[name] = self.hover.open_on(name, view.tensors)
+                    self.fused_slices.put((key, name), view.sessions[name].fused)
+                else:
+                    view.sessions[name] = self.hover.open_fused(name, swept)
         self.slices.put(view)
         return view
 
@@ -175,6 +186,13 @@ class ViewerData:
             return 0
         axis, index = key
         opened = 0
+        shown = self.slices.peek(key)
+        for name in names if shown is not None else ():  # the slice in view's records first
+            if superseded():
+                return opened
+            session = shown.sessions.get(name)
+            if isinstance(session, ModelSession) and self.hover.complete(session, shown.tensors):
+                opened += 1
         ahead = self._direction.get(axis, 1)  # the way the page last moved first
         for step in (ahead, -ahead):
             neighbour = (axis, index + step)
@@ -192,6 +210,52 @@ class ViewerData:
                     break
                 opened += 1
         return opened
+
+    def sweep(self, key: Hashable, names: Sequence[str], superseded: Callable[[], bool]) -> int:
+        """Fused slices of the whole axis of ``key``, nearest first; engine thread.
+
+        Each missing (slice, model) pair costs one plain forward of the slice, kept in
+        :attr:`fused_slices`. Stops as soon as ``superseded()`` (the page wants something),
+        while the map scheduler has work (the maps of the slice in view come first), and
+        when the store is full (slices nearer the page stay). 3-D networks are left out:
+        their fused volume is computed once. Returns the number of fused slices computed.
+        """
+        if key is None or self.volume is None:
+            return 0
+        axis, index = key
+        flat = [n for n in names if n in self.hover.sessions and not self._is_deep(n)]
+        slice_bytes = 4 * int(np.prod(self.volume.slice_shape(axis)))
+        computed = 0
+        for other in [index, *nearest_first(index, self.volume.depths[axis])]:
+            other_key = (axis, other)
+            missing = [n for n in flat if (other_key, n) not in self.fused_slices]
+            if not missing or other_key in self._blank:
+                continue
+            if superseded() or not self.maps.idle:
+                return computed
+            if self.fused_slices.full(slice_bytes):
+                break  # the slices nearer the page stay
+            try:
+                tensors = tuple(as_tensors(self.volume.image_set(other_key).stack()))
+                for name in missing:
+                    if superseded():
+                        return computed
+                    self.fused_slices.put((other_key, name), self.hover.fused_of(name, tensors))
+                    computed += 1
+            except Exception:  # noqa: BLE001 - blank or failing: its error shows when it is shown
+                self._blank.add(other_key)
+        self._swept.add((axis, tuple(sorted(flat))))
+        return computed
+
+    def swept(self, key: Hashable, names: Sequence[str]) -> bool:
+        """Whether :meth:`sweep` went through the axis of ``key`` for ``names`` (or cannot)."""
+        if key is None or self.volume is None:
+            return True
+        flat = [n for n in names if n in self.hover.sessions and not self._is_deep(n)]
+        return (key[0], tuple(sorted(flat))) in self._swept  # type: ignore[index]
+
+    def _is_deep(self, name: str) -> bool:
+        return self.deep is not None and name in self.deep
 
     def show_maps(self, key: Hashable) -> bool:
         """Make slice ``key`` the one whose maps are computed; False if it is not open."""
@@ -280,6 +344,14 @@ class ViewerData:
         """Stop the map worker, then the engine thread."""
         self.maps.close()
         self.hover.close()
+
+
+def nearest_first(index: int, depth: int) -> list[int]:
+    """The slices ``0 .. depth - 1`` other than ``index``, nearest first (above first on ties)."""
+    order = []
+    for distance in range(1, depth):
+        order += [i for i in (index + distance, index - distance) if 0 <= i < depth]
+    return order
 
 
 def _trace(model: nn.Module, num_inputs: int) -> None:

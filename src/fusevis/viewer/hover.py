@@ -10,7 +10,6 @@ background map worker (:mod:`fusevis.viewer.scheduler`) works on copies of them 
 
 from __future__ import annotations
 
-import copy
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -58,6 +57,10 @@ class ModelSession:
     pixel_seconds : float
         How long the latest hover of this model took (the page's status line, and the
         prediction of a non-local model's maps: one such pass per pixel).
+    complete : bool
+        False for a session opened on a fused slice computed before (:meth:`HoverEngine.
+        open_fused`) whose hovers would be faster from a record not made yet: they use the
+        cone until :meth:`HoverEngine.complete` makes it.
     """
 
     name: str
@@ -68,6 +71,7 @@ class ModelSession:
     local: bool = True
     strategy: str = ""
     pixel_seconds: float = 0.0
+    complete: bool = True
 
 
 class HoverEngine:
@@ -160,23 +164,53 @@ class HoverEngine:
     def open_on(self, name: str, tensors: Sequence[torch.Tensor]) -> ModelSession:
         """Model ``name`` on other inputs of the same model (a volume's slice); engine thread.
 
-        The session's :class:`PixelJacobian` is a shallow copy of the one opened with the
-        viewer: it shares the model's analysis (fields, cone, fastest strategy) and keeps
-        its own record of these inputs, so every hover of the slice is a backward sweep.
+        The session's :class:`PixelJacobian` is a sibling of the one opened with the
+        viewer (:meth:`PixelJacobian.sibling`): it shares the model's analysis (fields,
+        cone, fastest strategy) and keeps its own record of these inputs, so every hover
+        of the slice is a backward sweep.
         A model whose hovers were fastest without the record (``"cone"``, ``"crop"``)
         is only run forward: recording would cost time and memory (hundreds of MB at
         256² for some networks) that its hovers never use.
         """
         base = self.sessions[name]
-        jacobian = copy.copy(base.jacobian)
         if base.strategy in UNRECORDED:  # its hovers never use a record: one plain forward
-            with torch.no_grad(), flushed_denormals():
-                output = forward_selected(base.model, tuple(tensors), 0)
-        else:
-            output = select_output(jacobian.prepare(tuple(tensors)), 0)
+            return self.open_fused(name, self.fused_of(name, tensors))
+        jacobian = base.jacobian.sibling()
+        output = select_output(jacobian.prepare(tuple(tensors)), 0)
         fused = output[0].detach().numpy().astype(np.float32)
+        return self._session_like(base, fused, jacobian, complete=True)
+
+    def fused_of(self, name: str, tensors: Sequence[torch.Tensor]) -> np.ndarray:
+        """Model ``name``'s fused image of other inputs (a slice): one plain forward."""
+        with torch.no_grad(), flushed_denormals():
+            output = forward_selected(self.sessions[name].model, tuple(tensors), 0)
+        return output[0].detach().numpy().astype(np.float32)
+
+    def open_fused(self, name: str, fused: np.ndarray) -> ModelSession:
+        """Model ``name`` on a slice whose fused image ``fused`` was computed before.
+
+        Nothing runs: the session's Jacobian is unprepared, so its hovers take the cone
+        (or the crop) until :meth:`complete` records the slice, where the model's hovers
+        were fastest from a record.
+        """
+        base = self.sessions[name]
+        complete = base.strategy in UNRECORDED
+        return self._session_like(base, fused, base.jacobian.sibling(), complete)
+
+    def complete(self, session: ModelSession, tensors: Sequence[torch.Tensor]) -> bool:
+        """Make the record an incomplete ``session``'s hovers want; False if it had one."""
+        if session.complete:
+            return False
+        session.jacobian.prepare(tuple(tensors))
+        session.complete = True
+        return True
+
+    @staticmethod
+    def _session_like(
+        base: ModelSession, fused: np.ndarray, jacobian: PixelJacobian, complete: bool
+    ) -> ModelSession:
         return ModelSession(
-            name,
+            base.name,
             base.model,
             fused,
             jacobian,
@@ -184,6 +218,7 @@ class HoverEngine:
             base.local,
             base.strategy,
             base.pixel_seconds,
+            complete,
         )
 
     def pixel_frame(

@@ -191,6 +191,7 @@ class MapScheduler:
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._jobs: deque[tuple[str, str]] = deque()  # at most one per (model, kind)
+        self._computing = False  # a job is running (or paused while the user hovers)
         self.current: Hashable = None  # the slice in view (None: a 2-D image set)
         self._shown: OrderedDict[Hashable, None] = OrderedDict({None: None})
         self._closed = False
@@ -245,6 +246,12 @@ class MapScheduler:
                 for found in [k for k in self._progress if k[0] == old]:
                     if self._progress[found].state not in ("running", "paused"):
                         del self._progress[found]
+
+    @property
+    def idle(self) -> bool:
+        """Whether no job is queued or running: the viewer's work ahead may use the cores."""
+        with self._lock:
+            return not self._jobs and not self._computing
 
     @property
     def queued(self) -> list[tuple[str, str]]:
@@ -328,8 +335,13 @@ class MapScheduler:
                 key, tensors = self.current, self.tensors
                 progress = self._progress[(key, name, kind)]
                 progress.state = "running"
-            self._emit(name, kind, "progress")
-            self._compute(name, kind, progress, key, tensors)
+                self._computing = True
+            try:
+                self._emit(name, kind, "progress")
+                self._compute(name, kind, progress, key, tensors)
+            finally:
+                with self._lock:
+                    self._computing = False
 
     def _compute(
         self, name: str, kind: str, progress: MapProgress, key: Hashable, tensors: Any

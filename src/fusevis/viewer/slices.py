@@ -6,6 +6,8 @@ fused slice and a prepared :class:`~fusevis.saliency.PixelJacobian`, whose recor
 every hover a backward sweep). :class:`SliceCache` keeps the most recently used views
 within a memory budget (least recently used first out), so paging back and forth through
 a volume never recomputes a recent slice, and a long session never grows without bound.
+:class:`FusedSlices` keeps fused slices computed ahead of the page (the whole axis in view,
+while the viewer is otherwise idle), so that a jump across the volume paints at once.
 """
 
 from __future__ import annotations
@@ -128,3 +130,62 @@ class SliceCache:
         while total > self.budget_bytes and len(self._views) > 1:
             key, _ = self._views.popitem(last=False)
             total -= sizes[key]
+
+
+DEFAULT_FUSED_BUDGET_BYTES = 256 * 2**20  # fused slices computed ahead (a float32 256² is 256 KiB)
+FusedKey = tuple[Hashable, str]  # (slice key, model name)
+
+
+class FusedSlices:
+    """Fused slices computed ahead of the page (:meth:`ViewerData.sweep`), within a budget.
+
+    Only the (H, W) fused arrays: a slice opened from here is painted at once, its hovers
+    take the cone until its record is made. Thread-safe; least recently used first out.
+    """
+
+    def __init__(self, budget_bytes: int = DEFAULT_FUSED_BUDGET_BYTES) -> None:
+        self.budget_bytes = int(budget_bytes)
+        self._arrays: OrderedDict[FusedKey, np.ndarray] = OrderedDict()
+        self._nbytes = 0
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._arrays)
+
+    def __contains__(self, key: FusedKey) -> bool:
+        with self._lock:
+            return key in self._arrays
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes the arrays hold together."""
+        with self._lock:
+            return self._nbytes
+
+    def get(self, key: FusedKey) -> np.ndarray | None:
+        """The fused slice of ``(slice key, model)``, now the most recently used, or None."""
+        with self._lock:
+            array = self._arrays.get(key)
+            if array is not None:
+                self._arrays.move_to_end(key)
+            return array
+
+    def put(self, key: FusedKey, fused: np.ndarray) -> bool:
+        """Keep ``fused``; False (and nothing kept) when it alone exceeds the budget."""
+        if fused.nbytes > self.budget_bytes:
+            return False
+        with self._lock:
+            old = self._arrays.pop(key, None)
+            self._nbytes -= 0 if old is None else old.nbytes
+            self._arrays[key] = fused
+            self._nbytes += fused.nbytes
+            while self._nbytes > self.budget_bytes:
+                _, dropped = self._arrays.popitem(last=False)
+                self._nbytes -= dropped.nbytes
+            return True
+
+    def full(self, adding: int) -> bool:
+        """Whether ``adding`` more bytes would push out a slice already held."""
+        with self._lock:
+            return self._nbytes + adding > self.budget_bytes

@@ -62,6 +62,13 @@ class VolumeMapScheduler:
         return getattr(self.inner, attribute)
 
     @property
+    def idle(self) -> bool:
+        """Whether neither the 2-D jobs nor a guidance volume are being computed."""
+        with self._lock:
+            threads = list(self._threads)
+        return self.inner.idle and not any(thread.is_alive() for thread in threads)
+
+    @property
     def models(self) -> dict[str, Any]:
         """The networks whose maps can be asked for: the 2-D ones and the 3-D ones."""
         return {**self.inner.models, **self.deep.models}
