@@ -176,12 +176,13 @@ def test_the_axis_is_swept_and_a_jump_there_runs_no_forward(
     assert view.sessions["Tiny"].complete and view.sessions["Tiny"].jacobian.record_bytes > 0
 
 
-def test_the_sweep_waits_for_the_maps_and_keeps_the_nearest_within_the_budget(
-    data: ViewerData, monkeypatch: pytest.MonkeyPatch
+def test_the_sweep_stops_when_told_and_keeps_the_nearest_within_the_budget(
+    data: ViewerData,
 ) -> None:
-    monkeypatch.setattr(type(data.maps), "idle", property(lambda self: False))
-    assert on_engine(data, data.sweep, (0, 6), ["Tiny"], lambda: False) == 0
-    monkeypatch.undo()
+    calls = iter([False] * 4 + [True])  # asked before each slice and each model: two slices
+    assert on_engine(data, data.sweep, (0, 6), ["Tiny"], lambda: next(calls)) == 2
+    assert not data.swept((0, 6), ["Tiny"])
+    data.fused_slices = FusedSlices()
     one = on_engine(data, data.open_view, (0, 6), ["Tiny"]).sessions["Tiny"].fused.nbytes
     data.fused_slices = FusedSlices(budget_bytes=3 * one)
     assert on_engine(data, data.sweep, (0, 6), ["Tiny"], lambda: False) == 3

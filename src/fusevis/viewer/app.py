@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import time
 from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,7 @@ WS_MAX_SIZE = 1 << 20
 MAX_SEQ = 2**53
 COMPUTING_NOTICE_S = 0.15  # a pixel not answered by then is announced ("computing" frame)
 AHEAD_POLL_S = 0.5  # how often an idle connection asks whether the axis's fused slices are done
+AHEAD_SHARE = 1 / 3  # while maps are computed, the fused slices ahead take at most this share
 Build = Callable[[], bytes]
 
 
@@ -534,24 +536,36 @@ class Connection:
         return self.wanted.is_set() or self.view_wanted
 
     async def work_ahead(self) -> None:
-        """While the page, the hover engine and the maps are idle: fused slices of the axis.
+        """While the page and the hover engine are idle: the fused slices of the axis in view.
 
-        Polls every :data:`AHEAD_POLL_S`; each :meth:`ViewerData.sweep` stops as soon as
-        the page wants something or a map job is queued, and is asked again later.
+        Polls every :data:`AHEAD_POLL_S`. With no map job, :meth:`ViewerData.sweep` runs
+        until the page wants something or a job is queued; while maps are computed, it
+        takes turns with them, at most :data:`AHEAD_SHARE` of the time (the map worker
+        steps aside while the engine works, after its current pass).
         """
         data = self.data
+        began, spent = time.monotonic(), 0.0
         while True:
             await asyncio.sleep(AHEAD_POLL_S)
             key, names = self.state.slice_key, list(self.state.in_view)
             if key is None or data.swept(key, names) or self._ahead_superseded():
                 continue
-            if not data.maps.idle or data.hover.busy():
+            if data.hover.busy():
                 continue
-            sweep = data.hover.submit(data.sweep, key, names, self._ahead_superseded)
+            start = time.monotonic()
+            if data.maps.idle:
+                superseded = lambda: self._ahead_superseded() or not data.maps.idle  # noqa: E731
+            elif spent < AHEAD_SHARE * (start - began):
+                turn = start + (start - began) * AHEAD_SHARE - spent  # stop when used up
+                superseded = lambda t=turn: self._ahead_superseded() or time.monotonic() > t  # noqa: E731
+            else:
+                continue
+            sweep = data.hover.submit(data.sweep, key, names, superseded)
             try:
                 await asyncio.wrap_future(sweep)
             except Exception:  # noqa: BLE001 - a slice is computed again when shown
                 pass
+            spent += time.monotonic() - start
 
     async def send(self) -> None:
         """Write queued frames to the socket in order (waiting while the client is slow)."""

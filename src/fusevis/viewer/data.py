@@ -215,10 +215,10 @@ class ViewerData:
         """Fused slices of the whole axis of ``key``, nearest first; engine thread.
 
         Each missing (slice, model) pair costs one plain forward of the slice, kept in
-        :attr:`fused_slices`. Stops as soon as ``superseded()`` (the page wants something),
-        while the map scheduler has work (the maps of the slice in view come first), and
-        when the store is full (slices nearer the page stay). 3-D networks are left out:
-        their fused volume is computed once. Returns the number of fused slices computed.
+        :attr:`fused_slices`. Stops as soon as ``superseded()`` (the page wants something,
+        or the caller's turn is over: see :meth:`ViewerApp.work_ahead`) and when the store
+        is full (slices nearer the page stay). 3-D networks are left out: their fused
+        volume is computed once. Returns the number of fused slices computed.
         """
         if key is None or self.volume is None:
             return 0
@@ -231,7 +231,7 @@ class ViewerData:
             missing = [n for n in flat if (other_key, n) not in self.fused_slices]
             if not missing or other_key in self._blank:
                 continue
-            if superseded() or not self.maps.idle:
+            if superseded():
                 return computed
             if self.fused_slices.full(slice_bytes):
                 break  # the slices nearer the page stay
