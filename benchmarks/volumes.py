@@ -94,6 +94,7 @@ def part_dask(args: argparse.Namespace) -> None:
             )
             times[workers] = time.perf_counter() - began
             computed = len(result.computed)
+            print(f"# {workers} worker(s): {times[workers]:.1f} s", flush=True)
     print(
         f"# guidance --all-slices: {args.network} on the demo volume "
         f"({'x'.join(map(str, shape))}), {count} axial slices of {shape[0]}x{shape[1]} "
