@@ -161,18 +161,23 @@ def test_the_axis_is_swept_and_a_jump_there_runs_no_forward(
     handle = session.model.register_forward_hook(lambda *_: calls.append(1))
     try:
         view = on_engine(data, data.open_view, (2, 5), ["Tiny"])  # a jump
+        header, arrays = on_engine(data, data.pixel_frame, ["Tiny"], (4, 6), None, (2, 5))
+        on_engine(data, data.prefetch, (2, 5), ["Tiny"], lambda: False)  # neighbours: swept
     finally:
         handle.remove()
-    assert calls == [], "the jump ran the model"
-    assert not view.sessions["Tiny"].complete and view.sessions["Tiny"].jacobian.record_bytes == 0
-    header, arrays = on_engine(data, data.pixel_frame, ["Tiny"], (4, 6), None, (2, 5))
+    assert calls == [], "the jump, its hover or the prefetch ran the model forward"
+    assert view.sessions["Tiny"].complete and view.sessions["Tiny"].jacobian.record_bytes == 0
+    assert header["models"]["Tiny"]["method"] == "cone"
     tensors = as_tensors(load_images(paths, slice_index=5, axis=2).stack())
     top, bottom, left, right = header["models"]["Tiny"]["window"]
     rows = PixelJacobian(TinyFusion()).attribute(tensors, pixel=(4, 6))
     for k in range(2):
         expected = rows[k][0, 0, top:bottom, left:right].numpy()
         np.testing.assert_allclose(arrays[f"Tiny/jacobian_{k}"], expected, atol=1e-6)
-    on_engine(data, data.prefetch, (2, 5), ["Tiny"], lambda: False)  # records the slice
+    session.local = False  # as for a model that is not local: its forward is kept after all
+    view = on_engine(data, data.open_view, (2, 2), ["Tiny"])
+    assert not view.sessions["Tiny"].complete
+    on_engine(data, data.prefetch, (2, 2), ["Tiny"], lambda: False)
     assert view.sessions["Tiny"].complete and view.sessions["Tiny"].jacobian.record_bytes > 0
 
 

@@ -12,7 +12,7 @@ before (:meth:`ViewerData.prefetch`: the neighbouring slices), and kept in a bou
 :class:`~fusevis.viewer.slices.SliceCache`. While the page and the map scheduler are both
 idle, :meth:`ViewerData.sweep` computes the fused slices of the whole axis in view, nearest
 first, into a bounded :class:`~fusevis.viewer.slices.FusedSlices`: a jump to one of them
-paints at once and its first hovers take the cone, the record following in the prefetch.
+paints at once and its hovers take the cone (no record is made for it).
 """
 
 from __future__ import annotations
@@ -167,7 +167,7 @@ class ViewerData:
             if name not in view.sessions and self.deep is not None and name in self.deep:
                 view.sessions[name] = self.deep.open_on(name, key)  # type: ignore[arg-type]
             elif name not in view.sessions:
-                swept = self.fused_slices.get((key, name)) if shown else None
+                swept = self.fused_slices.get((key, name))
                 if swept is None:
                     view.sessions[name] = self.hover.open_on(name, view.tensors)
                     self.fused_slices.put((key, name), view.sessions[name].fused)
@@ -187,7 +187,7 @@ class ViewerData:
         axis, index = key
         opened = 0
         shown = self.slices.peek(key)
-        for name in names if shown is not None else ():  # the slice in view's records first
+        for name in names if shown is not None else ():  # the slice in view's forwards first
             if superseded():
                 return opened
             session = shown.sessions.get(name)

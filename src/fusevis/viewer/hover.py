@@ -58,9 +58,9 @@ class ModelSession:
         How long the latest hover of this model took (the page's status line, and the
         prediction of a non-local model's maps: one such pass per pixel).
     complete : bool
-        False for a session opened on a fused slice computed before (:meth:`HoverEngine.
-        open_fused`) whose hovers would be faster from a record not made yet: they use the
-        cone until :meth:`HoverEngine.complete` makes it.
+        False for a session of a model that is not local opened on a fused slice computed
+        before (:meth:`HoverEngine.open_fused`): each hover runs a full-image forward
+        until :meth:`HoverEngine.complete` keeps one.
     """
 
     name: str
@@ -189,16 +189,17 @@ class HoverEngine:
     def open_fused(self, name: str, fused: np.ndarray) -> ModelSession:
         """Model ``name`` on a slice whose fused image ``fused`` was computed before.
 
-        Nothing runs: the session's Jacobian is unprepared, so its hovers take the cone
-        (or the crop) until :meth:`complete` records the slice, where the model's hovers
-        were fastest from a record.
+        Nothing runs: the session's Jacobian is unprepared. A local model's hovers take
+        the cone (or the crop), exact and a few ms even where a record was faster: not
+        recording spares a forward pass, which cannot be interrupted, and its memory. A
+        model that is not local wants its full-image forward kept (:meth:`complete`).
         """
         base = self.sessions[name]
-        complete = base.strategy in UNRECORDED
+        complete = base.local
         return self._session_like(base, fused, base.jacobian.sibling(), complete)
 
     def complete(self, session: ModelSession, tensors: Sequence[torch.Tensor]) -> bool:
-        """Make the record an incomplete ``session``'s hovers want; False if it had one."""
+        """Keep the full-image forward an incomplete session's hovers want (False: kept)."""
         if session.complete:
             return False
         session.jacobian.prepare(tuple(tensors))
