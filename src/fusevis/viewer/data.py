@@ -9,10 +9,10 @@ For a volume (:class:`~fusevis.viewer.volume.VolumeSet`) every slice is a
 :class:`~fusevis.viewer.slices.SliceView`, opened on the engine thread when a page shows it
 (:meth:`ViewerData.open_view`: the fused slice and each model's prepared Jacobian) or
 before (:meth:`ViewerData.prefetch`: the neighbouring slices), and kept in a bounded
-:class:`~fusevis.viewer.slices.SliceCache`. While the page and the map scheduler are both
-idle, :meth:`ViewerData.sweep` computes the fused slices of the whole axis in view, nearest
-first, into a bounded :class:`~fusevis.viewer.slices.FusedSlices`: a jump to one of them
-paints at once and its hovers take the cone (no record is made for it).
+:class:`~fusevis.viewer.slices.SliceCache`. While the page is idle (taking turns with
+the map scheduler), :meth:`ViewerData.sweep` computes the fused slices of the whole axis in
+view, nearest first, into a bounded :class:`~fusevis.viewer.slices.FusedSlices`: a jump to
+one of them paints at once and its hovers take the cone (no record is made for it).
 """
 
 from __future__ import annotations
@@ -164,7 +164,7 @@ class ViewerData:
             inputs = [minmax(x[0, 0].numpy()) for x in tensors]
             view = SliceView(key, image_set, tensors, inputs)
         for name in names:
-            if name not in view.sessions and self.deep is not None and name in self.deep:
+            if name not in view.sessions and self._is_deep(name):
                 view.sessions[name] = self.deep.open_on(name, key)  # type: ignore[arg-type]
             elif name not in view.sessions:
                 swept = self.fused_slices.get((key, name))
@@ -216,14 +216,15 @@ class ViewerData:
 
         Each missing (slice, model) pair costs one plain forward of the slice, kept in
         :attr:`fused_slices`. Stops as soon as ``superseded()`` (the page wants something,
-        or the caller's turn is over: see :meth:`ViewerApp.work_ahead`) and when the store
-        is full (slices nearer the page stay). 3-D networks are left out: their fused
+        or the caller's turn is over: see
+        :meth:`~fusevis.viewer.app.Connection.work_ahead`) and when the store is full
+        (slices nearer the page stay). 3-D networks are left out: their fused
         volume is computed once. Returns the number of fused slices computed.
         """
         if key is None or self.volume is None:
             return 0
         axis, index = key
-        flat = [n for n in names if n in self.hover.sessions and not self._is_deep(n)]
+        flat = self._flat(names)
         slice_bytes = 4 * int(np.prod(self.volume.slice_shape(axis)))
         computed = 0
         for other in [index, *nearest_first(index, self.volume.depths[axis])]:
@@ -244,18 +245,21 @@ class ViewerData:
                     computed += 1
             except Exception:  # noqa: BLE001 - blank or failing: its error shows when it is shown
                 self._blank.add(other_key)
-        self._swept.add((axis, tuple(sorted(flat))))
+        self._swept.add((axis, tuple(flat)))
         return computed
 
     def swept(self, key: Hashable, names: Sequence[str]) -> bool:
         """Whether :meth:`sweep` went through the axis of ``key`` for ``names`` (or cannot)."""
         if key is None or self.volume is None:
             return True
-        flat = [n for n in names if n in self.hover.sessions and not self._is_deep(n)]
-        return (key[0], tuple(sorted(flat))) in self._swept  # type: ignore[index]
+        return (key[0], tuple(self._flat(names))) in self._swept  # type: ignore[index]
 
     def _is_deep(self, name: str) -> bool:
         return self.deep is not None and name in self.deep
+
+    def _flat(self, names: Sequence[str]) -> list[str]:
+        """The 2-D models among ``names``, sorted: those a sweep fuses slice by slice."""
+        return sorted(n for n in names if n in self.hover.sessions and not self._is_deep(n))
 
     def show_maps(self, key: Hashable) -> bool:
         """Make slice ``key`` the one whose maps are computed; False if it is not open."""

@@ -139,8 +139,8 @@ FusedKey = tuple[Hashable, str]  # (slice key, model name)
 class FusedSlices:
     """Fused slices computed ahead of the page (:meth:`ViewerData.sweep`), within a budget.
 
-    Only the (H, W) fused arrays: a slice opened from here is painted at once, its hovers
-    take the cone until its record is made. Thread-safe; least recently used first out.
+    Only the (H, W) fused arrays: a slice opened from here is painted at once and its
+    hovers take the cone (no record is made). Thread-safe; least recently used first out.
     """
 
     def __init__(self, budget_bytes: int = DEFAULT_FUSED_BUDGET_BYTES) -> None:
