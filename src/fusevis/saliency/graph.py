@@ -23,6 +23,7 @@ from torch import nn
 
 from fusevis.saliency.extent import TraceFailure
 from fusevis.saliency.ops import Step, lookup
+from fusevis.saliency.sweeps import in_place
 
 _TORCH = os.path.dirname(os.path.dirname(torch.fx.__file__))
 _HERE = os.path.dirname(__file__)
@@ -233,6 +234,7 @@ def trace(model: nn.Module, num_inputs: int | None = None) -> Graph:
         root, prefix = _fixed_arity(model, num_inputs), "model."
     try:
         graph = _Tracer().trace(root)
+        _follow_in_place(graph, root)
         module = torch.fx.GraphModule(root, graph, type(root).__name__)
     except TraceFailure:
         raise
@@ -243,6 +245,28 @@ def trace(model: nn.Module, num_inputs: int | None = None) -> Graph:
             f"torch.fx cannot trace the model: {first}" + (f" at {line}" if line else "")
         ) from None
     return Graph(module, prefix)
+
+
+def _follow_in_place(graph: torch.fx.Graph, root: nn.Module) -> None:
+    """Make every use of a map after an in-place call on it a use of that call's result.
+
+    ``x.clamp_(0, 1); return x`` traces to a ``clamp_`` node nothing uses and an output
+    that reads ``x``: the node order alone says that the output sees the clamped values.
+    Rewired, the graph says it too, so that a backward sweep over the graph passes
+    through the in-place call (the call returns the tensor it changed: values are
+    unchanged).
+    """
+    order = {node: index for index, node in enumerate(graph.nodes)}
+    for node in list(graph.nodes):
+        if node.op not in ("call_function", "call_method", "call_module") or not node.args:
+            continue
+        module = root.get_submodule(str(node.target)) if node.op == "call_module" else None
+        changed = node.args[0]
+        if not isinstance(changed, torch.fx.Node) or not in_place(node, module):
+            continue
+        for user in list(changed.users):
+            if order[user] > order[node]:
+                user.replace_input_with(changed, node)
 
 
 _GRAPHS: weakref.WeakKeyDictionary[nn.Module, dict[int | None, Graph | TraceFailure]] = (

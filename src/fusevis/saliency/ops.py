@@ -31,7 +31,6 @@ import operator
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any
 
 import torch
 import torch.fx
@@ -51,17 +50,23 @@ from fusevis.saliency.extent import (
     union,
     upsample,
 )
-from fusevis.saliency.field import Window
-from fusevis.saliency.windows import (
-    ATTRIBUTE,
-    CONSTANT,
-    FEATURE,
-    PLACEHOLDER,
-    STANDARD,
-    Rule,
-    call_node,
-    cut,
+from fusevis.saliency.sweeps import (
+    AUTOGRAD,
+    CONCAT,
+    CONV,
+    ITEM,
+    LAST_AXIS,
+    LINEAR,
+    MASK,
+    PADDING,
+    PERMUTE,
+    POINTWISE,
+    REDUCE,
+    SPLIT,
+    SUM,
+    Sweep,
 )
+from fusevis.saliency.windows import Rule, call_node
 
 Node = torch.fx.Node
 FieldRule = Callable[[Node, "nn.Module | None", list[Extent]], "Extent | None"]
@@ -238,245 +243,6 @@ def fails(reason: str) -> FieldRule:
 WITH_INPUTS = fails("{name} is traced with example inputs only")
 
 
-# -- backward sweeps from a record --------------------------------------------------------
-
-
-class Sweep:
-    """How a backward sweep sends a node's output gradient (over a window) to its inputs.
-
-    ``keeps_inputs``: the full-image forward must store the node's inputs (before it runs:
-    an in-place operation changes them). :meth:`for_node` specialises the sweep to one node
-    (or falls back to autograd), :meth:`recorded` sees the node's full-image result.
-    """
-
-    keeps_inputs = False
-
-    def for_node(self, step: Step, geo: Any) -> Sweep:
-        """The sweep for this node (this one, or autograd where it does not apply)."""
-        return self
-
-    def recorded(self, recorder: Any, step: Step, result: object) -> Sweep:
-        """Record what the sweep needs from the node's full-image result."""
-        return self
-
-    def back(self, sweeper: Any, step: Step, gradient: Any, window: Window) -> None:
-        """Send ``gradient`` (over ``window``) to the node's sources via ``sweeper.accumulate``."""
-        raise NotImplementedError
-
-
-class AutogradSweep(Sweep):
-    """Run the node's window rule over the window from its recorded inputs; autograd back.
-
-    Linear operations (``zeros=True``) need no recorded inputs: their gradient does not
-    depend on them, so they run from zeros.
-    """
-
-    def __init__(self, zeros: bool = False) -> None:
-        self.zeros = zeros
-        self.keeps_inputs = not zeros
-
-    def back(self, sweeper: Any, step: Step, gradient: Any, window: Window) -> None:  # noqa: D102
-        record, geo = sweeper.record, sweeper.geo
-        node = step.node
-        info = geo.prepared[node].info
-        rule = step.op.window
-        need = rule.need(step, info, window, geo)
-        values: dict[Node, tuple[Any, Window | None]] = {}
-        leaves: dict[Node, torch.Tensor] = {}
-        for source in step.sources:
-            kind = geo.kind[source]
-            if kind in (PLACEHOLDER, FEATURE):
-                if source not in sweeper.demand or need is None:
-                    continue
-                if source not in leaves:
-                    if self.zeros:
-                        leaf = _zeros(geo, source, need, gradient)
-                    else:
-                        leaf = cut(
-                            record.values[source],
-                            Window(0, *_whole(geo, source)),
-                            need,
-                            geo.axes[source],
-                        )
-                        leaf = leaf.detach()
-                    leaves[source] = leaf.requires_grad_(True)
-                values[source] = (
-                    leaves[source].clone() if not self.zeros else leaves[source],
-                    need,
-                )
-            elif kind == CONSTANT:
-                values[source] = (geo.constants[source], None)
-            elif kind == ATTRIBUTE:
-                values[source] = (geo.graph.constant(source), None)
-            else:
-                values[source] = (record.values[source], None)
-        if not leaves:
-            return
-        with torch.enable_grad():
-            result = rule.forward(step, info, values, window, geo, sweeper.conv, sweeper.weights)
-            if isinstance(gradient, dict):
-                outputs = [result[i] for i in gradient]
-                wanted = list(gradient.values())
-            else:
-                outputs, wanted = [result], [gradient]
-            sources = list(leaves)
-            parts = torch.autograd.grad(
-                outputs, [leaves[s] for s in sources], wanted, allow_unused=True
-            )
-        for source, part in zip(sources, parts, strict=True):
-            if part is not None:
-                sweeper.accumulate(source, need, part)
-
-
-def _whole(geo: Any, node: Node) -> tuple[int, int, int]:
-    rows, cols = geo.grid[node]
-    return rows, 0, cols
-
-
-def _zeros(geo: Any, node: Node, window: Window, like: Any) -> torch.Tensor:
-    """Zeros shaped like ``node`` over ``window``."""
-    shape = list(geo.shape[node])
-    axes = geo.axes[node]
-    shape[axes[0]], shape[axes[1]] = window.shape
-    reference = like if isinstance(like, torch.Tensor) else next(iter(like.values()))
-    return reference.new_zeros(shape)
-
-
-AUTOGRAD = AutogradSweep()
-LINEAR = AutogradSweep(zeros=True)
-
-
-class MaskSweep(Sweep):
-    """ReLU: the gradient times the recorded sign pattern (1 where the output is positive).
-
-    Only for the entry's own module types (not subclasses) and functions called without
-    ``inplace``, on maps whose image axes are the last two.
-    """
-
-    def for_node(self, step: Step, geo: Any) -> Sweep:  # noqa: D102
-        if geo.axes[step.node] != STANDARD:
-            return AUTOGRAD
-        if step.module is not None:
-            return self if type(step.module) in step.op.modules else AUTOGRAD
-        return AUTOGRAD if step.node.kwargs.get("inplace", False) else self
-
-    def recorded(self, recorder: Any, step: Step, result: object) -> Sweep:  # noqa: D102
-        # uint8 (multiplying by it is several times faster than masking with a bool),
-        # channels-last like the gradients
-        memory_format = torch.channels_last if result.dim() == 4 else torch.contiguous_format
-        alive = (result > 0).contiguous(memory_format=memory_format).view(torch.uint8)
-        recorder.charge(alive.numel())
-        recorder.record.masks[step.node] = alive
-        return self
-
-    def back(self, sweeper: Any, step: Step, gradient: torch.Tensor, window: Window) -> None:  # noqa: D102
-        alive = sweeper.record.masks[step.node]
-        alive = alive[..., window.top : window.bottom, window.left : window.right]
-        sweeper.accumulate(step.sources[0], window, gradient * alive)
-
-
-class SumSweep(Sweep):
-    """A sum of same-shaped feature maps: the gradient goes to every argument unchanged.
-
-    A sum with keyword arguments (``alpha=``), of a constant, or that broadcasts is
-    differentiated by autograd instead.
-    """
-
-    def for_node(self, step: Step, geo: Any) -> Sweep:  # noqa: D102
-        node = step.node
-        shape = geo.shape[node]
-        same = all(
-            isinstance(a, Node)
-            and geo.kind.get(a) in (PLACEHOLDER, FEATURE)
-            and geo.shape[a] == shape
-            for a in node.args
-        )
-        return self if same and not node.kwargs else AUTOGRAD
-
-    def back(self, sweeper: Any, step: Step, gradient: torch.Tensor, window: Window) -> None:  # noqa: D102
-        for source in step.node.args:  # x + x sends the gradient to x twice
-            if isinstance(source, Node):
-                sweeper.accumulate(source, window, gradient)
-
-
-class ConcatSweep(Sweep):
-    """Channel concatenation: each argument gets its channels of the gradient."""
-
-    def for_node(self, step: Step, geo: Any) -> Sweep:  # noqa: D102
-        node = step.node
-        if step.op.window is not CONCAT_RULE or geo.axes[node] != STANDARD:
-            return LINEAR
-        rank = len(geo.shape[node])
-        dim = geo.value(node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else 0))
-        return self if rank == 4 and dim in (1, -3) else LINEAR
-
-    def back(self, sweeper: Any, step: Step, gradient: torch.Tensor, window: Window) -> None:  # noqa: D102
-        node = step.node
-        start = 0
-        shapes = sweeper.geo.shape
-        for source in node.args[0] if node.args else node.kwargs["tensors"]:
-            width = shapes[source][1]
-            sweeper.accumulate(source, window, gradient[:, start : start + width])
-            start += width
-
-
-class ConvSweep(Sweep):
-    """A stride-1 zero-padded ``Conv2d`` sends its gradient back by the adjoint convolution.
-
-    It is computed as an ordinary convolution with the flipped, transposed kernel in
-    channels-last layout (faster than ``conv_transpose2d``); gradient reaching the zero
-    padding beyond the image border is dropped. Other convolutions (strided, reflected
-    padding, functional) are differentiated as linear operations.
-    """
-
-    def for_node(self, step: Step, geo: Any) -> Sweep:  # noqa: D102
-        module = step.module
-        sliding = geo.prepared[step.node].info
-        if (
-            isinstance(module, nn.Conv2d)
-            and sliding.stride == (1, 1)
-            and sliding.mode == "constant"
-        ):
-            return self
-        return LINEAR
-
-    def back(self, sweeper: Any, step: Step, gradient: torch.Tensor, window: Window) -> None:  # noqa: D102
-        module = step.module
-        sliding = sweeper.geo.prepared[step.node].info
-        wanted = sliding.raw(window)
-        dilation, kernel = sliding.dilation, sliding.kernel
-        back = sweeper.conv(
-            gradient,
-            sweeper.weights.get(step.node.target, module, adjoint=True),
-            None,
-            1,
-            (dilation[0] * (kernel[0] - 1), dilation[1] * (kernel[1] - 1)),
-            dilation,
-            module.groups,
-        )
-        inside = wanted.clip(*sliding.grid)
-        sweeper.accumulate(step.sources[0], inside, cut(back, wanted, inside))
-
-
-class ItemSweep(Sweep):
-    """One item of a tuple (``chunk(...)[k]``, ``max(x, 1).values``): its gradient goes there."""
-
-    def for_node(self, step: Step, geo: Any) -> Sweep:  # noqa: D102
-        info = geo.prepared[step.node].info
-        return self if isinstance(info, tuple) and info[0] == "item" else LINEAR
-
-    def back(self, sweeper: Any, step: Step, gradient: torch.Tensor, window: Window) -> None:  # noqa: D102
-        index = sweeper.geo.prepared[step.node].info[1]
-        sweeper.accumulate_item(step.node.args[0], index, window, gradient)
-
-
-MASK = MaskSweep()
-SUM = SumSweep()
-CONCAT = ConcatSweep()
-CONV = ConvSweep()
-ITEM = ItemSweep()
-
-
 # -- the table ----------------------------------------------------------------------------
 
 ELEMENTWISE_RULE = windows.ELEMENTWISE
@@ -524,12 +290,12 @@ def elementwise(
     modules: tuple[type, ...] = (),
     functions: tuple[Callable, ...] = (),
     methods: tuple[str, ...] = (),
-    sweep: Sweep = AUTOGRAD,
+    sweep: Sweep = POINTWISE,
 ) -> Op:
     """An element-wise operation.
 
     The field passes through; the cone runs it over its output's window; the sweep
-    differentiates it there by autograd unless ``sweep`` says otherwise.
+    multiplies by its derivative maps unless ``sweep`` says otherwise.
     """
     return Op(name, modules, functions, methods, sweep=sweep)
 
@@ -803,6 +569,7 @@ TABLE: list[Op] = [
         ),
         field=reduction_field,
         window=windows.Reduce(),
+        sweep=REDUCE,
     ),
     Op(
         "normalisation over channels",
@@ -816,6 +583,7 @@ TABLE: list[Op] = [
         functions=(functional.layer_norm, functional.linear, *_present("rms_norm")),
         field=fails("LayerNorm and Linear are traced with example inputs only"),
         window=windows.LAST_AXIS,
+        sweep=LAST_AXIS,
     ),
     # reshaping that keeps the image axes
     Op(
@@ -842,7 +610,7 @@ TABLE: list[Op] = [
         methods=("permute", "transpose", "swapaxes", "swapdims", "movedim", "moveaxis"),
         field=WITH_INPUTS,
         window=windows.Permute(),
-        sweep=LINEAR,
+        sweep=PERMUTE,
     ),
     Op(
         "repeat",
@@ -866,7 +634,7 @@ TABLE: list[Op] = [
         methods=("chunk", "split", "unbind", "tensor_split"),
         field=WITH_INPUTS,
         window=windows.Split(),
-        sweep=LINEAR,
+        sweep=SPLIT,
     ),
     Op(
         "indexing",
@@ -946,7 +714,7 @@ TABLE: list[Op] = [
         functions=(functional.pad,),
         field=pad_module_field,
         window=windows.Padding(),
-        sweep=LINEAR,
+        sweep=PADDING,
     ),
     # not local
     not_local(

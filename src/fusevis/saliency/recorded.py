@@ -49,7 +49,8 @@ class ForwardRecord:
     sweeps : dict of Node to Sweep
         How the sweep passes each call node (the table's entry, specialised to the node).
     masks, values : dict
-        ReLU sign patterns (uint8) and stored inputs of nodes differentiated by autograd.
+        ReLU sign patterns (uint8) and stored inputs of nodes differentiated by autograd
+        (by source node; by (node, source) where an in-place call changed the source first).
     seeds : dict
         d(selected output)/d(output channels) at one pixel, per output channel choice.
     nbytes : int
@@ -62,9 +63,17 @@ class ForwardRecord:
     output: torch.Tensor
     sweeps: dict[Node, Sweep] = field(default_factory=dict)
     masks: dict[Node, torch.Tensor] = field(default_factory=dict)
-    values: dict[Node, torch.Tensor] = field(default_factory=dict)
+    values: dict[Node | tuple[Node, Node], torch.Tensor] = field(default_factory=dict)
     seeds: dict[str, torch.Tensor] = field(default_factory=dict)
     nbytes: int = 0
+
+    def stored(self, node: Node, source: Node) -> torch.Tensor:
+        """The value ``node`` read from ``source``.
+
+        ``node``'s own copy where an in-place call had changed ``source`` before it ran.
+        """
+        kept = self.values.get((node, source))
+        return self.values[source] if kept is None else kept
 
     def made_from(self, inputs: tuple[torch.Tensor, ...]) -> bool:
         """Whether ``inputs`` are the tensors of this record, unmodified since."""
@@ -87,6 +96,7 @@ class _Recorder(torch.fx.Interpreter):
         self.steps = cone.graph.steps
         self.record = record
         self.limit = limit
+        self.versions: dict[Node, int] = {}  # each stored argument's version when stored
 
     def charge(self, nbytes: int) -> None:
         """Count ``nbytes`` more against the limit."""
@@ -95,12 +105,25 @@ class _Recorder(torch.fx.Interpreter):
             raise RecordTooLarge(f"{self.record.nbytes} bytes")
 
     def keep_inputs(self, node: Node) -> None:
-        """Store a copy of every tensor argument of ``node`` not stored yet."""
+        """Store a copy of every tensor argument of ``node`` not stored yet.
+
+        An argument changed in place since its copy was made (its version counter moved)
+        is stored again, for ``node`` alone.
+        """
         for source in node.all_input_nodes:
             value = self.env[source]
-            if source not in self.record.values and isinstance(value, torch.Tensor):
-                self.charge(value.numel() * value.element_size())
-                self.record.values[source] = value.detach().clone()
+            if not isinstance(value, torch.Tensor):
+                continue
+            version = self.versions.get(source)
+            if version is None:
+                key: Node | tuple[Node, Node] = source
+                self.versions[source] = value._version
+            elif version != value._version:
+                key = (node, source)
+            else:
+                continue
+            self.charge(value.numel() * value.element_size())
+            self.record.values[key] = value.detach().clone()
 
     def run_node(self, n: Node) -> Any:
         if self.record.geo.kind[n] != FEATURE:
