@@ -178,3 +178,25 @@ def test_in_place_calls_read_through_the_changed_name_are_followed(strategy: str
         for got, want in zip(explanation.dense(), expected, strict=True):
             torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-12)
     assert 0 < clamped < len(PIXELS)  # the clamp is met at some pixels, not all
+
+
+def test_a_per_channel_derivative_is_kept_as_one_pixel() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.BatchNorm2d(4), nn.Tanh())
+    with torch.no_grad():
+        model[1].running_var.uniform_(0.5, 2.0)
+    model = model.double().eval()
+    inputs = (torch.cat(_inputs(), 1),)
+    cone = cone_of(model, 1)
+    record = record_forward(cone, inputs)
+    norm = next(n for n in cone.graph.nodes if n.target == "1")
+    ((_, derivative, _, _),) = record.sweeps[norm].parts
+    assert derivative.shape == (1, 4, 1, 1)
+    for pixel in [(0, 0), (5, 6), (11, 12)]:
+        windows, (row,) = backward_rows(cone, record, pixel, 0, convolve_with("onednn"))
+        x = inputs[0].clone().requires_grad_(True)
+        (want,) = torch.autograd.grad(model(x)[0, 0, pixel[0], pixel[1]], x)
+        placed = torch.zeros_like(want)
+        window = windows[0]
+        placed[..., window.top : window.bottom, window.left : window.right] = row
+        torch.testing.assert_close(placed, want, rtol=1e-9, atol=1e-12)

@@ -344,7 +344,8 @@ class PointwiseSweep(Sweep):
     has its own partial derivative). A pixel's sweep multiplies its gradient by the
     derivative maps over the window and sums over the axes the argument was broadcast
     along: no autograd per pixel. A derivative that is one constant everywhere (``+ b``,
-    ``x * 2``, an identity) is kept as that number.
+    ``x * 2``, an identity) is kept as that number, one that is the same at every pixel
+    (a per-channel scale) as that pixel.
 
     Only for operations that are element-wise in every feature argument, out of place, on
     maps whose image axes are the last two; otherwise autograd over the window.
@@ -396,14 +397,9 @@ class PointwiseSweep(Sweep):
                 )
             if derivative is None:
                 continue
-            low, high = derivative.aminmax()
-            if bool(low == high):
-                derivative = float(low)
-            else:
-                if derivative.dim() == 4:
-                    derivative = derivative.contiguous(memory_format=torch.channels_last)
-                recorder.charge(derivative.numel() * derivative.element_size())
-            parts.append((source, derivative, tuple(value.shape), value.dtype))
+            parts.append((source, _compact(derivative), tuple(value.shape), value.dtype))
+            if isinstance(parts[-1][1], torch.Tensor):
+                recorder.charge(parts[-1][1].numel() * derivative.element_size())
         return PointwiseSweep(tuple(parts))
 
     def back(self, sweeper: Any, step: Step, gradient: torch.Tensor, window: Window) -> None:  # noqa: D102
@@ -412,6 +408,8 @@ class PointwiseSweep(Sweep):
         for source, derivative, shape, dtype in self.parts:
             if isinstance(derivative, float):
                 part = gradient if derivative == 1.0 else gradient * derivative
+            elif derivative.shape[-2:] == (1, 1):
+                part = gradient * derivative
             else:
                 part = gradient * derivative[..., top:bottom, left:right]
             size = (*shape[:-2], rows, cols)
@@ -420,6 +418,24 @@ class PointwiseSweep(Sweep):
             if part.dtype != dtype:
                 part = part.to(dtype)
             sweeper.accumulate(source, window, part)
+
+
+def _compact(derivative: torch.Tensor) -> torch.Tensor | float:
+    """A derivative map as kept: the map, or the number it is everywhere, or one pixel.
+
+    One pixel where it is the same at every pixel (a per-channel scale: an eval-mode
+    BatchNorm, a parameter multiplied in).
+    """
+    low, high = derivative.aminmax()
+    if bool(low == high):
+        return float(low)
+    if derivative.dim() >= 2 and derivative.shape[-2:] != (1, 1):
+        pixel = derivative[..., :1, :1]
+        if bool((derivative == pixel).all()):
+            return pixel.clone()
+    if derivative.dim() == 4:
+        return derivative.contiguous(memory_format=torch.channels_last)
+    return derivative
 
 
 def in_place(node: Node, module: nn.Module | None) -> bool:
