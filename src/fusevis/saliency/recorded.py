@@ -24,8 +24,8 @@ from fusevis.saliency.convolution import Convolve
 from fusevis.saliency.field import Window
 from fusevis.saliency.geometry import Geometry
 from fusevis.saliency.inputs import Stamp
-from fusevis.saliency.ops import Sweep
 from fusevis.saliency.outputs import OutputChannel, select_output
+from fusevis.saliency.sweeps import NoSweep, Sweep
 from fusevis.saliency.windows import FEATURE, PLACEHOLDER, cut
 
 Node = torch.fx.Node
@@ -82,10 +82,6 @@ class ForwardRecord:
 
 class RecordTooLarge(Exception):
     """The record would hold more than the allowed number of bytes."""
-
-
-class NoSweep(Exception):
-    """A feature map's operation has no backward sweep."""
 
 
 class _Recorder(torch.fx.Interpreter):

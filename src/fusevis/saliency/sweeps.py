@@ -47,6 +47,7 @@ __all__ = [
     "LAST_AXIS",
     "LINEAR",
     "MASK",
+    "NoSweep",
     "PADDING",
     "PERMUTE",
     "POINTWISE",
@@ -56,6 +57,10 @@ __all__ = [
     "Sweep",
     "in_place",
 ]
+
+
+class NoSweep(Exception):
+    """A feature map's operation has no backward sweep (the record is not made)."""
 
 
 class Sweep:
@@ -379,7 +384,7 @@ class PointwiseSweep(Sweep):
 
     def recorded(self, recorder: Any, step: Step, result: object) -> Sweep:  # noqa: D102
         if not isinstance(result, torch.Tensor) or not result.is_floating_point():
-            return AUTOGRAD
+            return PointwiseSweep(())  # no gradient passes a value that is not a float
         node, module = step.node, step.module
         env = recorder.env
         parts = []
@@ -387,19 +392,22 @@ class PointwiseSweep(Sweep):
             value = env[source]
             if not value.is_floating_point():
                 continue
+            full = result.numel() * result.element_size()
+            recorder.charge(full)  # before the autograd pass: a record too large stops early
             leaf = value.detach().expand(result.shape).clone().requires_grad_(True)
             with torch.enable_grad():
                 out = call_node(node, module, lambda n, s=source, x=leaf: x if n is s else env[n])
                 if not out.requires_grad:
+                    recorder.charge(-full)
                     continue
                 (derivative,) = torch.autograd.grad(
                     out, leaf, torch.ones_like(out), allow_unused=True
                 )
-            if derivative is None:
-                continue
-            parts.append((source, _compact(derivative), tuple(value.shape), value.dtype))
-            if isinstance(parts[-1][1], torch.Tensor):
-                recorder.charge(parts[-1][1].numel() * derivative.element_size())
+            kept = None if derivative is None else _compact(derivative)
+            size = kept.numel() * kept.element_size() if isinstance(kept, torch.Tensor) else 0
+            recorder.charge(size - full)
+            if kept is not None:
+                parts.append((source, kept, tuple(value.shape), value.dtype))
         return PointwiseSweep(tuple(parts))
 
     def back(self, sweeper: Any, step: Step, gradient: torch.Tensor, window: Window) -> None:  # noqa: D102
@@ -499,7 +507,7 @@ class ReduceSweep(Sweep):
         if self.kind in ("sum", "mean"):
             return self
         if not isinstance(result, torch.Tensor):
-            return AUTOGRAD
+            raise NoSweep(f"{self.kind} returned no tensor")
         found = ReduceSweep(self.kind, self.dims)
         softmax = result.detach().exp() if self.kind == "log_softmax" else result.detach().clone()
         if softmax.dim() == 4:
