@@ -121,18 +121,26 @@ def test_channel_idioms_are_swept_without_autograd() -> None:
     assert sum(v == "AutogradSweep" for v in sweeps.values()) == 1, sweeps
 
 
-def test_a_constant_derivative_is_kept_as_a_number() -> None:
+def test_a_constant_derivative_is_kept_as_a_number_and_chains_as_one() -> None:
     model = _model(_ChannelIdioms)
     cone = cone_of(model, 2)
     record = record_forward(cone, _inputs())
-    (add,) = [n for n in cone.graph.nodes if n.name == "add"]
-    sweep = record.sweeps[add]
-    assert isinstance(sweep, PointwiseSweep)
-    ((_, derivative, _, _),) = sweep.parts
-    assert derivative == 1.0
-    (gelu,) = [n for n in cone.graph.nodes if n.name == "gelu"]
-    ((_, maps, _, _),) = record.sweeps[gelu].parts
-    assert isinstance(maps, torch.Tensor) and maps.shape == (1, 8, 12, 13)
+    nodes = {n.name: n for n in cone.graph.nodes}
+    rsqrt = record.sweeps[nodes["rsqrt"]]
+    assert isinstance(rsqrt, PointwiseSweep)
+    (part,) = rsqrt.parts  # rsqrt(add(sum, 1.0)): the + 1.0 is swept with it
+    assert part.source is nodes["sum_1"]
+    assert isinstance(part.derivative, torch.Tensor) and part.derivative.shape == (1, 12, 13)
+    assert record.sweeps[nodes["add_1"]].parts == ()  # never reached
+    # gelu(b(...)) + bias: gelu's derivative maps carried by the sum, whose own is 1
+    (part,) = record.sweeps[nodes["add"]].parts
+    assert part.source is nodes["b"] and part.map
+    assert record.sweeps[nodes["gelu"]].parts == ()
+    (scale,) = [p for p in record.sweeps[nodes["mul"]].parts if p.source is nodes["unsqueeze"]]
+    assert scale.lead == (1, 1)  # summed over the channels it was broadcast along
+    first, mean = record.sweeps[nodes["sub"]].parts  # h - h.mean(1, keepdim=True)
+    assert first.source is nodes["add"] and first.one and first.derivative == 1.0
+    assert mean.source is nodes["mean"] and mean.derivative == -1.0 and mean.lead == (1, 1)
 
 
 def test_operations_that_are_not_pointwise_keep_autograd() -> None:
@@ -180,18 +188,33 @@ def test_in_place_calls_read_through_the_changed_name_are_followed(strategy: str
     assert 0 < clamped < len(PIXELS)  # the clamp is met at some pixels, not all
 
 
+class _Normalised(nn.Module):
+    """An eval-mode BatchNorm whose output is read twice (so its sweep is its own)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Conv2d(1, 4, 3, padding=1)
+        self.norm = nn.BatchNorm2d(4)
+        self.b = nn.Conv2d(4, 1, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.norm(self.a(x))
+        return self.b(torch.tanh(h) * h)
+
+
 def test_a_per_channel_derivative_is_kept_as_one_pixel() -> None:
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.BatchNorm2d(4), nn.Tanh())
+    model = _Normalised()
     with torch.no_grad():
-        model[1].running_var.uniform_(0.5, 2.0)
+        model.norm.running_var.uniform_(0.5, 2.0)
     model = model.double().eval()
-    inputs = (torch.cat(_inputs(), 1),)
+    inputs = _inputs()[:1]
     cone = cone_of(model, 1)
     record = record_forward(cone, inputs)
-    norm = next(n for n in cone.graph.nodes if n.target == "1")
-    ((_, derivative, _, _),) = record.sweeps[norm].parts
-    assert derivative.shape == (1, 4, 1, 1)
+    nodes = {n.name: n for n in cone.graph.nodes}
+    (part,) = record.sweeps[nodes["norm"]].parts
+    assert not part.map and part.derivative.shape == (1, 4, 1, 1)
+    assert record.sweeps[nodes["tanh"]].parts == ()  # swept with the product
     for pixel in [(0, 0), (5, 6), (11, 12)]:
         windows, (row,) = backward_rows(cone, record, pixel, 0, convolve_with("onednn"))
         x = inputs[0].clone().requires_grad_(True)

@@ -340,6 +340,39 @@ class IndexSweep(Sweep):
         sweeper.accumulate(source, need, placed)
 
 
+class _Part:
+    """How a pointwise node's gradient reaches one feature argument."""
+
+    __slots__ = ("cast", "derivative", "lead", "map", "one", "source")
+
+    def __init__(
+        self,
+        source: Node,
+        derivative: torch.Tensor | float,
+        lead: tuple[int, ...] | None,
+        cast: torch.dtype | None,
+    ) -> None:
+        self.source = source
+        self.derivative = derivative  # a number, one pixel (..., 1, 1) or a map
+        self.map = isinstance(derivative, torch.Tensor) and derivative.shape[-2:] != (1, 1)
+        self.one = isinstance(derivative, float) and derivative == 1.0
+        self.lead = lead  # the argument's leading shape where the gradient is summed to it
+        self.cast = cast  # the argument's dtype where it differs from the output's
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes the derivative holds."""
+        d = self.derivative
+        return d.numel() * d.element_size() if isinstance(d, torch.Tensor) else 0
+
+    def after(self, outer: torch.Tensor | float) -> _Part:
+        """The part as a later pointwise node sees it, ``outer`` its derivative here."""
+        inner = self.derivative
+        if isinstance(inner, float) and isinstance(outer, float):
+            return _Part(self.source, inner * outer, self.lead, self.cast)
+        return _Part(self.source, _compact(outer * inner), self.lead, self.cast)
+
+
 class PointwiseSweep(Sweep):
     """An element-wise operation: the gradient times its derivative maps, made once.
 
@@ -350,7 +383,9 @@ class PointwiseSweep(Sweep):
     derivative maps over the window and sums over the axes the argument was broadcast
     along: no autograd per pixel. A derivative that is one constant everywhere (``+ b``,
     ``x * 2``, an identity) is kept as that number, one that is the same at every pixel
-    (a per-channel scale) as that pixel.
+    (a per-channel scale) as that pixel. A chain of element-wise operations (an argument
+    made by another one and used nowhere else, of the same shape) is swept as one: its
+    derivatives are multiplied once, in the forward.
 
     Only for operations that are element-wise in every feature argument, out of place, on
     maps whose image axes are the last two; otherwise autograd over the window.
@@ -358,8 +393,8 @@ class PointwiseSweep(Sweep):
 
     keeps_inputs = False
 
-    def __init__(self, parts: tuple = ()) -> None:
-        self.parts = parts  # per feature argument: (node, derivative or float, shape, dtype)
+    def __init__(self, parts: tuple[_Part, ...] = ()) -> None:
+        self.parts = parts
 
     def for_node(self, step: Step, geo: Any) -> Sweep:  # noqa: D102
         node, module = step.node, step.module
@@ -386,8 +421,8 @@ class PointwiseSweep(Sweep):
         if not isinstance(result, torch.Tensor) or not result.is_floating_point():
             return PointwiseSweep(())  # no gradient passes a value that is not a float
         node, module = step.node, step.module
-        env = recorder.env
-        parts = []
+        env, sweeps = recorder.env, recorder.record.sweeps
+        parts: list[_Part] = []
         for source in dict.fromkeys(recorder.record.geo.features(step)):
             value = env[source]
             if not value.is_floating_point():
@@ -403,29 +438,44 @@ class PointwiseSweep(Sweep):
                 (derivative,) = torch.autograd.grad(
                     out, leaf, torch.ones_like(out), allow_unused=True
                 )
-            kept = None if derivative is None else _compact(derivative)
-            size = kept.numel() * kept.element_size() if isinstance(kept, torch.Tensor) else 0
-            recorder.charge(size - full)
-            if kept is not None:
-                parts.append((source, kept, tuple(value.shape), value.dtype))
+            if derivative is None:
+                recorder.charge(-full)
+                continue
+            kept = _compact(derivative)
+            inner = sweeps.get(source)
+            if (
+                isinstance(inner, PointwiseSweep)
+                and len(source.users) == 1
+                and value.shape == result.shape
+                and value.dtype == result.dtype
+            ):  # a chain: sweep through both at once, the inner node is never reached
+                recorder.charge(-full - sum(p.nbytes for p in inner.parts))
+                found = [p.after(kept) for p in inner.parts]
+                inner.parts = ()
+            else:
+                recorder.charge(-full)
+                lead = tuple(value.shape[:-2]) if value.shape != result.shape else None
+                cast = value.dtype if value.dtype != result.dtype else None
+                found = [_Part(source, kept, lead, cast)]
+            recorder.charge(sum(p.nbytes for p in found))
+            parts.extend(found)
         return PointwiseSweep(tuple(parts))
 
     def back(self, sweeper: Any, step: Step, gradient: torch.Tensor, window: Window) -> None:  # noqa: D102
         top, bottom, left, right = window.top, window.bottom, window.left, window.right
-        rows, cols = bottom - top, right - left
-        for source, derivative, shape, dtype in self.parts:
-            if isinstance(derivative, float):
-                part = gradient if derivative == 1.0 else gradient * derivative
-            elif derivative.shape[-2:] == (1, 1):
-                part = gradient * derivative
+        for part in self.parts:
+            derivative = part.derivative
+            if part.map:
+                piece = gradient * derivative[..., top:bottom, left:right]
+            elif part.one:
+                piece = gradient
             else:
-                part = gradient * derivative[..., top:bottom, left:right]
-            size = (*shape[:-2], rows, cols)
-            if part.shape != size:
-                part = part.sum_to_size(size)
-            if part.dtype != dtype:
-                part = part.to(dtype)
-            sweeper.accumulate(source, window, part)
+                piece = gradient * derivative
+            if part.lead is not None:
+                piece = piece.sum_to_size((*part.lead, bottom - top, right - left))
+            if part.cast is not None:
+                piece = piece.to(part.cast)
+            sweeper.accumulate(part.source, window, piece)
 
 
 def _compact(derivative: torch.Tensor) -> torch.Tensor | float:
