@@ -223,3 +223,29 @@ def test_a_per_channel_derivative_is_kept_as_one_pixel() -> None:
         window = windows[0]
         placed[..., window.top : window.bottom, window.left : window.right] = row
         torch.testing.assert_close(placed, want, rtol=1e-9, atol=1e-12)
+
+
+def test_two_slopes_per_channel_are_kept_as_a_boolean_map() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.LeakyReLU(0.2), nn.Conv2d(4, 1, 1)
+    )
+    with torch.no_grad():
+        model[1].running_var.uniform_(0.5, 2.0)
+    model = model.double().eval()
+    inputs = _inputs()[:1]
+    cone = cone_of(model, 1)
+    record = record_forward(cone, inputs)
+    nodes = {n.name: n for n in cone.graph.nodes}
+    (part,) = record.sweeps[nodes["_2"]].parts  # the leaky ReLU, with the BatchNorm before it
+    assert part.source is nodes["_0"] and part.two
+    assert part.derivative.mask.dtype == torch.bool and part.derivative.low.shape == (1, 4, 1, 1)
+    assert part.nbytes < 4 * 12 * 13 * 2  # a byte a value, not eight
+    for pixel in [(0, 0), (5, 6), (11, 12)]:
+        windows, (row,) = backward_rows(cone, record, pixel, 0, convolve_with("onednn"))
+        x = inputs[0].clone().requires_grad_(True)
+        (want,) = torch.autograd.grad(model(x)[0, 0, pixel[0], pixel[1]], x)
+        placed = torch.zeros_like(want)
+        window = windows[0]
+        placed[..., window.top : window.bottom, window.left : window.right] = row
+        torch.testing.assert_close(placed, want, rtol=1e-9, atol=1e-12)

@@ -343,17 +343,18 @@ class IndexSweep(Sweep):
 class _Part:
     """How a pointwise node's gradient reaches one feature argument."""
 
-    __slots__ = ("cast", "derivative", "lead", "map", "one", "source")
+    __slots__ = ("cast", "derivative", "lead", "map", "one", "source", "two")
 
     def __init__(
         self,
         source: Node,
-        derivative: torch.Tensor | float,
+        derivative: Derivative,
         lead: tuple[int, ...] | None,
         cast: torch.dtype | None,
     ) -> None:
         self.source = source
-        self.derivative = derivative  # a number, one pixel (..., 1, 1) or a map
+        self.derivative = derivative  # a number, one pixel (..., 1, 1), two values or a map
+        self.two = isinstance(derivative, TwoValued)
         self.map = isinstance(derivative, torch.Tensor) and derivative.shape[-2:] != (1, 1)
         self.one = isinstance(derivative, float) and derivative == 1.0
         self.lead = lead  # the argument's leading shape where the gradient is summed to it
@@ -363,13 +364,17 @@ class _Part:
     def nbytes(self) -> int:
         """Bytes the derivative holds."""
         d = self.derivative
+        if isinstance(d, TwoValued):
+            return d.nbytes
         return d.numel() * d.element_size() if isinstance(d, torch.Tensor) else 0
 
-    def after(self, outer: torch.Tensor | float) -> _Part:
+    def after(self, outer: Derivative) -> _Part:
         """The part as a later pointwise node sees it, ``outer`` its derivative here."""
         inner = self.derivative
         if isinstance(inner, float) and isinstance(outer, float):
             return _Part(self.source, inner * outer, self.lead, self.cast)
+        inner = inner.dense() if isinstance(inner, TwoValued) else inner
+        outer = outer.dense() if isinstance(outer, TwoValued) else outer
         return _Part(self.source, _compact(outer * inner), self.lead, self.cast)
 
 
@@ -383,7 +388,8 @@ class PointwiseSweep(Sweep):
     derivative maps over the window and sums over the axes the argument was broadcast
     along: no autograd per pixel. A derivative that is one constant everywhere (``+ b``,
     ``x * 2``, an identity) is kept as that number, one that is the same at every pixel
-    (a per-channel scale) as that pixel. A chain of element-wise operations (an argument
+    (a per-channel scale) as that pixel, one with two values per channel (a leaky ReLU's
+    slopes) as a boolean map (:class:`TwoValued`). A chain of element-wise operations (an argument
     made by another one and used nowhere else, of the same shape) is swept as one: its
     derivatives are multiplied once, in the forward.
 
@@ -467,6 +473,8 @@ class PointwiseSweep(Sweep):
             derivative = part.derivative
             if part.map:
                 piece = gradient * derivative[..., top:bottom, left:right]
+            elif part.two:
+                piece = gradient * derivative.over(top, bottom, left, right)
             elif part.one:
                 piece = gradient
             else:
@@ -478,22 +486,58 @@ class PointwiseSweep(Sweep):
             sweeper.accumulate(part.source, window, piece)
 
 
-def _compact(derivative: torch.Tensor) -> torch.Tensor | float:
-    """A derivative map as kept: the map, or the number it is everywhere, or one pixel.
+class TwoValued:
+    """A derivative map with two values per channel, kept as a boolean map (1 byte a value).
+
+    A leaky ReLU's slopes, scaled by a BatchNorm before it: at every pixel of a channel
+    either ``low`` or ``high`` (each (..., C, 1, 1)), ``high`` where ``mask`` is set.
+    """
+
+    __slots__ = ("high", "low", "mask")
+
+    def __init__(self, low: torch.Tensor, high: torch.Tensor, mask: torch.Tensor) -> None:
+        self.low, self.high, self.mask = low, high, mask
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held."""
+        return self.mask.numel() + 2 * self.low.numel() * self.low.element_size()
+
+    def over(self, top: int, bottom: int, left: int, right: int) -> torch.Tensor:
+        """The derivative over a window of the image."""
+        return torch.where(self.mask[..., top:bottom, left:right], self.high, self.low)
+
+    def dense(self) -> torch.Tensor:
+        """The whole derivative map."""
+        return torch.where(self.mask, self.high, self.low)
+
+
+Derivative = torch.Tensor | TwoValued | float
+
+
+def _compact(derivative: torch.Tensor) -> Derivative:
+    """A derivative map as kept: the number it is everywhere, one pixel, two values, a map.
 
     One pixel where it is the same at every pixel (a per-channel scale: an eval-mode
-    BatchNorm, a parameter multiplied in).
+    BatchNorm, a parameter multiplied in); :class:`TwoValued` where each channel takes two
+    values (a leaky ReLU's slopes).
     """
     low, high = derivative.aminmax()
     if bool(low == high):
         return float(low)
-    if derivative.dim() >= 2 and derivative.shape[-2:] != (1, 1):
-        pixel = derivative[..., :1, :1]
-        if bool((derivative == pixel).all()):
-            return pixel.clone()
-    if derivative.dim() == 4:
-        return derivative.contiguous(memory_format=torch.channels_last)
-    return derivative
+    if derivative.dim() < 2 or derivative.shape[-2:] == (1, 1):
+        return derivative
+    pixel = derivative[..., :1, :1]
+    if bool((derivative == pixel).all()):
+        return pixel.clone()
+    layout = torch.channels_last if derivative.dim() == 4 else torch.contiguous_format
+    if derivative.dim() >= 3:
+        flat = derivative.flatten(-2)
+        low, high = flat.amin(-1)[..., None, None], flat.amax(-1)[..., None, None]
+        mask = derivative == high
+        if bool((mask | (derivative == low)).all()):
+            return TwoValued(low, high, mask.contiguous(memory_format=layout))
+    return derivative.contiguous(memory_format=layout)
 
 
 def in_place(node: Node, module: nn.Module | None) -> bool:

@@ -177,7 +177,7 @@ class ViewerData:
         return view
 
     def prefetch(self, key: Hashable, names: Sequence[str], superseded: Callable[[], bool]) -> int:
-        """Open the slices beside ``key`` (fused slices, prepared Jacobians); engine thread.
+        """Open the slices beside ``key`` (fused slices; non-local models prepared); engine thread.
 
         Stops as soon as ``superseded()`` (the page wants something). Returns the number
         of (slice, model) pairs opened.

@@ -29,7 +29,6 @@ from fusevis.saliency.outputs import forward_selected, select_output
 from fusevis.saliency.switches import flushed_denormals
 
 QUIET_AFTER_HOVER_S = 0.3
-UNRECORDED = ("cone", "crop")  # strategies that compute hovers without a record
 
 
 @dataclass
@@ -164,16 +163,16 @@ class HoverEngine:
     def open_on(self, name: str, tensors: Sequence[torch.Tensor]) -> ModelSession:
         """Model ``name`` on other inputs of the same model (a volume's slice); engine thread.
 
-        The session's :class:`PixelJacobian` is a sibling of the one opened with the
-        viewer (:meth:`PixelJacobian.sibling`): it shares the model's analysis (fields,
-        cone, fastest strategy) and keeps its own record of these inputs, so every hover
-        of the slice is a backward sweep.
-        A model whose hovers were fastest without the record (``"cone"``, ``"crop"``)
-        is only run forward: recording would cost time and memory (hundreds of MB at
-        256² for some networks) that its hovers never use.
+        A local model is only run forward (:meth:`open_fused`): its hovers on the slice
+        take the cone, exact and a few ms, even where the record was faster on the first
+        slice — a record's forward pass costs more than a plain one (the derivative maps of
+        its element-wise layers) and cannot be interrupted when the page moves on. A model
+        that is not local gets a sibling of the first slice's :class:`PixelJacobian`
+        (:meth:`PixelJacobian.sibling`: the model's analysis shared) prepared on the slice:
+        its hovers want the kept forward (or the low-rank decomposition).
         """
         base = self.sessions[name]
-        if base.strategy in UNRECORDED:  # its hovers never use a record: one plain forward
+        if base.local:
             return self.open_fused(name, self.fused_of(name, tensors))
         jacobian = base.jacobian.sibling()
         output = select_output(jacobian.prepare(tuple(tensors)), 0)
