@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,30 @@ def pytest_configure(config: pytest.Config) -> None:
         import torch
 
         torch.set_num_threads(int(threads))
+
+
+@pytest.fixture(autouse=True)
+def _viewers_closed(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every ``ViewerData`` a test makes is closed after it.
+
+    Otherwise its map worker may go on computing into later tests of the same pytest
+    worker: slowing them, and holding the engine's TF32 switch (``exact_float32``) while
+    ``test_precision`` looks at it. Viewers made by fixtures of a wider scope are their
+    fixtures' to close.
+    """
+    from fusevis.viewer.data import ViewerData
+
+    made: list[ViewerData] = []
+    original = ViewerData.__init__
+
+    def tracked(self: ViewerData, *args: object, **kwargs: object) -> None:
+        original(self, *args, **kwargs)
+        made.append(self)
+
+    monkeypatch.setattr(ViewerData, "__init__", tracked)
+    yield
+    for data in made:
+        data.close()
 
 
 @pytest.fixture(scope="session")

@@ -136,8 +136,10 @@ class PixelJacobian:
 
         After this, every pixel of these inputs (same tensors, unmodified) costs a backward
         sweep over its cone only, about half of a forward and backward over it. The record
-        holds one byte per ReLU activation (a 48-channel ReLU at 1024² is 48 MB) and the
-        inputs of other element-wise operations; above ``record_limit`` bytes, for models
+        holds one byte per ReLU activation (a 48-channel ReLU at 1024² is 48 MB), the
+        derivative maps of other element-wise operations (a number, one pixel or one byte
+        per value where they allow) and the few values other layers need
+        (:mod:`~fusevis.saliency.sweeps`); above ``record_limit`` bytes, for models
         the cone does not cover, for strategies other than ``"auto"`` and ``"recorded"``,
         or when the first pixel shows that the cone's own forward and backward are faster
         for this model, nothing is kept.
