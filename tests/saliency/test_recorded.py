@@ -6,9 +6,10 @@ from torch import nn
 from torch.nn import functional
 
 from fusevis.saliency.cone import cone_of
-from fusevis.saliency.convolution import convolve_with
 from fusevis.saliency.inputs import as_input_tuple
-from fusevis.saliency.recorded import backward_rows, record_forward
+from fusevis.saliency.recorded import record_forward
+
+from .test_sweeps import assert_sweep_is_autograd
 
 
 class _Everything(nn.Module):
@@ -67,16 +68,7 @@ def test_each_node_gets_the_sweep_its_table_entry_and_its_use_give(model: nn.Mod
 
 @pytest.mark.parametrize("pixel", [(0, 0), (6, 6), (11, 12), (0, 12)])
 def test_the_sweep_gives_the_full_image_gradient(model: nn.Module, pixel) -> None:  # noqa: ANN001
-    inputs = _inputs()
-    cone = cone_of(model, 2)
-    record = record_forward(cone, inputs)
-    windows, rows = backward_rows(cone, record, pixel, 0, convolve_with("onednn"))
-    xs = tuple(x.clone().requires_grad_(True) for x in inputs)
-    expected = torch.autograd.grad(model(*xs)[0, 0, pixel[0], pixel[1]], xs)
-    for window, row, want in zip(windows, rows, expected, strict=True):
-        placed = torch.zeros_like(want)
-        placed[..., window.top : window.bottom, window.left : window.right] = row
-        torch.testing.assert_close(placed, want, rtol=1e-9, atol=1e-12)
+    assert_sweep_is_autograd(model, _inputs(), [pixel])
 
 
 def test_a_record_serves_only_the_unmodified_tensors_it_was_made_from(model: nn.Module) -> None:

@@ -154,13 +154,12 @@ def test_operations_that_are_not_pointwise_keep_autograd() -> None:
 PIXELS = [(0, 0), (0, 12), (11, 0), (11, 12), (1, 1), (0, 6), (6, 0), (5, 6), (10, 11)]
 
 
-@pytest.mark.parametrize("cls", [_ChannelIdioms, _Fallbacks, _InPlaceOutput])
-def test_rows_equal_full_image_autograd_at_corners_edges_and_inside(cls: type) -> None:
-    model = _model(cls)
-    inputs = _inputs()
-    cone = cone_of(model, 2)
+def assert_sweep_is_autograd(model: nn.Module, inputs: tuple, pixels: list) -> None:
+    """The recorded sweep's rows at ``pixels`` equal full-image autograd (float64)."""
+    cone = cone_of(model, len(inputs))
     record = record_forward(cone, inputs)
-    for pixel in PIXELS:
+    assert record is not None
+    for pixel in pixels:
         windows, rows = backward_rows(cone, record, pixel, 0, convolve_with("onednn"))
         xs = tuple(x.clone().requires_grad_(True) for x in inputs)
         expected = torch.autograd.grad(model(*xs)[0, 0, pixel[0], pixel[1]], xs)
@@ -168,6 +167,11 @@ def test_rows_equal_full_image_autograd_at_corners_edges_and_inside(cls: type) -
             placed = torch.zeros_like(want)
             placed[..., window.top : window.bottom, window.left : window.right] = row
             torch.testing.assert_close(placed, want, rtol=1e-9, atol=1e-12, msg=str(pixel))
+
+
+@pytest.mark.parametrize("cls", [_ChannelIdioms, _Fallbacks, _InPlaceOutput])
+def test_rows_equal_full_image_autograd_at_corners_edges_and_inside(cls: type) -> None:
+    assert_sweep_is_autograd(_model(cls), _inputs(), PIXELS)
 
 
 @pytest.mark.parametrize("strategy", ["cone", "recorded"])
@@ -215,14 +219,7 @@ def test_a_per_channel_derivative_is_kept_as_one_pixel() -> None:
     (part,) = record.sweeps[nodes["norm"]].parts
     assert not part.map and part.derivative.shape == (1, 4, 1, 1)
     assert record.sweeps[nodes["tanh"]].parts == ()  # swept with the product
-    for pixel in [(0, 0), (5, 6), (11, 12)]:
-        windows, (row,) = backward_rows(cone, record, pixel, 0, convolve_with("onednn"))
-        x = inputs[0].clone().requires_grad_(True)
-        (want,) = torch.autograd.grad(model(x)[0, 0, pixel[0], pixel[1]], x)
-        placed = torch.zeros_like(want)
-        window = windows[0]
-        placed[..., window.top : window.bottom, window.left : window.right] = row
-        torch.testing.assert_close(placed, want, rtol=1e-9, atol=1e-12)
+    assert_sweep_is_autograd(model, inputs, [(0, 0), (5, 6), (11, 12)])
 
 
 def test_two_slopes_per_channel_are_kept_as_a_boolean_map() -> None:
@@ -241,11 +238,4 @@ def test_two_slopes_per_channel_are_kept_as_a_boolean_map() -> None:
     assert part.source is nodes["_0"] and part.two
     assert part.derivative.mask.dtype == torch.bool and part.derivative.low.shape == (1, 4, 1, 1)
     assert part.nbytes < 4 * 12 * 13 * 2  # a byte a value, not eight
-    for pixel in [(0, 0), (5, 6), (11, 12)]:
-        windows, (row,) = backward_rows(cone, record, pixel, 0, convolve_with("onednn"))
-        x = inputs[0].clone().requires_grad_(True)
-        (want,) = torch.autograd.grad(model(x)[0, 0, pixel[0], pixel[1]], x)
-        placed = torch.zeros_like(want)
-        window = windows[0]
-        placed[..., window.top : window.bottom, window.left : window.right] = row
-        torch.testing.assert_close(placed, want, rtol=1e-9, atol=1e-12)
+    assert_sweep_is_autograd(model, inputs, [(0, 0), (5, 6), (11, 12)])
