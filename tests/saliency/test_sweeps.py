@@ -239,3 +239,39 @@ def test_two_slopes_per_channel_are_kept_as_a_boolean_map() -> None:
     assert part.derivative.mask.dtype == torch.bool and part.derivative.low.shape == (1, 4, 1, 1)
     assert part.nbytes < 4 * 12 * 13 * 2  # a byte a value, not eight
     assert_sweep_is_autograd(model, inputs, [(0, 0), (5, 6), (11, 12)])
+
+
+def test_a_sweep_that_cannot_record_leaves_the_rows_to_the_cone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def broken(*args: object) -> None:
+        raise RuntimeError("cannot record")
+
+    monkeypatch.setattr(PointwiseSweep, "recorded", broken)
+    model, inputs = _model(_ChannelIdioms), _inputs()
+    assert record_forward(cone_of(model, 2), inputs) is None
+    jacobian = PixelJacobian(model)
+    jacobian.prepare(inputs)
+    assert jacobian.record_bytes == 0
+    explanation = jacobian.explain(inputs, (5, 6))
+    assert explanation.strategy == "cone"
+    xs = tuple(x.clone().requires_grad_(True) for x in inputs)
+    expected = torch.autograd.grad(model(*xs)[0, 0, 5, 6], xs)
+    for got, want in zip(explanation.dense(), expected, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-12)
+
+
+def test_a_way_that_fails_on_the_first_pixel_is_not_taken(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def broken(*args: object) -> None:
+        raise RuntimeError("cannot sweep")
+
+    monkeypatch.setattr(PointwiseSweep, "back", broken)
+    model, inputs = _model(_ChannelIdioms), _inputs()
+    jacobian = PixelJacobian(model)
+    jacobian.prepare(inputs)
+    assert jacobian.record_bytes > 0
+    assert jacobian.explain(inputs, (5, 6)).strategy == "cone"
+    with pytest.raises(RuntimeError, match="cannot sweep"):
+        PixelJacobian(model, strategy="recorded").explain(inputs, (5, 6))

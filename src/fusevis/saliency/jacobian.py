@@ -378,16 +378,27 @@ class PixelJacobian:
     ) -> tuple[str, str]:
         """The fastest way for one pixel: each computed three times, the first warms up.
 
+        A way that raises is left out (the error of the first is raised if all do).
+
         Every way gives the same gradients up to float rounding; which is fastest depends
         on the layers and the CPU (a backward sweep from the record skips the cone's
         forward, but differentiating element-wise layers from stored values has overheads
         of its own; oneDNN is not always faster on small windows).
         """
         best: dict[tuple[str, str], float] = {}
+        failed: dict[tuple[str, str], Exception] = {}
         for way in ways * 3:
+            if way in failed:
+                continue
             strategy = make(*way)
             start = time.perf_counter()
-            strategy.rows(items, [pixel])
+            try:
+                strategy.rows(items, [pixel])
+            except Exception as error:  # noqa: BLE001 - a way that fails is not taken
+                failed[way] = error
+                continue
             elapsed = time.perf_counter() - start
             best[way] = min(best.get(way, elapsed), elapsed)
+        if not best:
+            raise next(iter(failed.values()))
         return min(best, key=best.__getitem__)

@@ -131,7 +131,12 @@ class _Recorder(torch.fx.Interpreter):
         if sweep.keeps_inputs:  # before it runs: in-place operations
             self.keep_inputs(n)
         result = super().run_node(n)
-        self.record.sweeps[n] = sweep.recorded(self, step, result)
+        try:
+            self.record.sweeps[n] = sweep.recorded(self, step, result)
+        except (RecordTooLarge, NoSweep):
+            raise
+        except Exception as error:  # noqa: BLE001 - no record: the cone computes the rows
+            raise NoSweep(f"{step.op.name}: {type(error).__name__}: {error}") from None
         return result
 
 
