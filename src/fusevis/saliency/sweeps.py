@@ -522,21 +522,18 @@ def _compact(derivative: torch.Tensor) -> Derivative:
     BatchNorm, a parameter multiplied in); :class:`TwoValued` where each channel takes two
     values (a leaky ReLU's slopes).
     """
-    low, high = derivative.aminmax()
-    if bool(low == high):
-        return float(low)
-    if derivative.dim() < 2 or derivative.shape[-2:] == (1, 1):
-        return derivative
-    pixel = derivative[..., :1, :1]
-    if bool((derivative == pixel).all()):
-        return pixel.clone()
+    if derivative.dim() < 3 or derivative.shape[-2:] == (1, 1):
+        low, high = derivative.aminmax()
+        return float(low) if bool(low == high) else derivative
+    low, high = torch.aminmax(derivative.flatten(-2), dim=-1)
+    low, high = low[..., None, None], high[..., None, None]
+    if bool((low == high).all()):  # the same at every pixel
+        first = low.flatten()[0]
+        return float(first) if bool((low == first).all()) else low.clone()
     layout = torch.channels_last if derivative.dim() == 4 else torch.contiguous_format
-    if derivative.dim() >= 3:
-        flat = derivative.flatten(-2)
-        low, high = flat.amin(-1)[..., None, None], flat.amax(-1)[..., None, None]
-        mask = derivative == high
-        if bool((mask | (derivative == low)).all()):
-            return TwoValued(low, high, mask.contiguous(memory_format=layout))
+    mask = derivative == high
+    if bool((mask | (derivative == low)).all()):
+        return TwoValued(low, high, mask.contiguous(memory_format=layout))
     return derivative.contiguous(memory_format=layout)
 
 
