@@ -114,13 +114,7 @@ class AutogradSweep(Sweep):
                     if self.zeros:
                         leaf = _zeros(geo, source, need, gradient)
                     else:
-                        leaf = cut(
-                            record.stored(node, source),
-                            Window(0, *_whole(geo, source)),
-                            need,
-                            geo.axes[source],
-                        )
-                        leaf = leaf.detach()
+                        leaf = _over(record.stored(node, source), geo, source, need).detach()
                     leaves[source] = leaf.requires_grad_(True)
                 values[source] = (
                     leaves[source].clone() if not self.zeros else leaves[source],
@@ -150,9 +144,10 @@ class AutogradSweep(Sweep):
                 sweeper.accumulate(source, need, part)
 
 
-def _whole(geo: Any, node: Node) -> tuple[int, int, int]:
+def _over(whole: torch.Tensor, geo: Any, node: Node, window: Window) -> torch.Tensor:
+    """The part ``window`` of a full-image tensor of ``node`` (a view)."""
     rows, cols = geo.grid[node]
-    return rows, 0, cols
+    return cut(whole, Window(0, rows, 0, cols), window, geo.axes[node])
 
 
 def _zeros(geo: Any, node: Node, window: Window, like: Any) -> torch.Tensor:
@@ -406,11 +401,13 @@ class PointwiseSweep(Sweep):
         node, module = step.node, step.module
         if geo.axes[node] != STANDARD or in_place(node, module):
             return AUTOGRAD
-        if isinstance(module, (nn.LocalResponseNorm, nn.modules.batchnorm._BatchNorm)):
-            if isinstance(module, nn.LocalResponseNorm) or module.training:
-                return AUTOGRAD
-        if node.target is functional.local_response_norm:
-            return AUTOGRAD
+        if (
+            isinstance(module, nn.LocalResponseNorm)
+            or node.target is functional.local_response_norm
+        ):
+            return AUTOGRAD  # mixes neighbouring channels
+        if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.training:
+            return AUTOGRAD  # batch statistics
         shape = geo.shape.get(node)
         if not isinstance(shape, tuple) or len(shape) < 2:
             return AUTOGRAD
@@ -436,16 +433,15 @@ class PointwiseSweep(Sweep):
             full = result.numel() * result.element_size()
             recorder.charge(full)  # before the autograd pass: a record too large stops early
             leaf = value.detach().expand(result.shape).clone().requires_grad_(True)
+            derivative = None
             with torch.enable_grad():
                 out = call_node(node, module, lambda n, s=source, x=leaf: x if n is s else env[n])
-                if not out.requires_grad:
-                    recorder.charge(-full)
-                    continue
-                (derivative,) = torch.autograd.grad(
-                    out, leaf, torch.ones_like(out), allow_unused=True
-                )
+                if out.requires_grad:
+                    (derivative,) = torch.autograd.grad(
+                        out, leaf, torch.ones_like(out), allow_unused=True
+                    )
+            recorder.charge(-full)  # the reservation, replaced by what is kept
             if derivative is None:
-                recorder.charge(-full)
                 continue
             kept = _compact(derivative)
             inner = sweeps.get(source)
@@ -455,11 +451,10 @@ class PointwiseSweep(Sweep):
                 and value.shape == result.shape
                 and value.dtype == result.dtype
             ):  # a chain: sweep through both at once, the inner node is never reached
-                recorder.charge(-full - sum(p.nbytes for p in inner.parts))
+                recorder.charge(-sum(p.nbytes for p in inner.parts))
                 found = [p.after(kept) for p in inner.parts]
                 inner.parts = ()
             else:
-                recorder.charge(-full)
                 lead = tuple(value.shape[:-2]) if value.shape != result.shape else None
                 cast = value.dtype if value.dtype != result.dtype else None
                 found = [_Part(source, kept, lead, cast)]
@@ -735,10 +730,8 @@ class LastAxisSweep(Sweep):
         if self.normalised is None:
             sweeper.accumulate(source, window, gradient @ module.weight.detach())
             return
-        axes = sweeper.geo.axes[step.node]
-        whole = Window(0, *_whole(sweeper.geo, step.node))
-        normalised = cut(self.normalised, whole, window, axes)
-        scale = cut(self.scale, whole, window, axes)
+        normalised = _over(self.normalised, sweeper.geo, step.node, window)
+        scale = _over(self.scale, sweeper.geo, step.node, window)
         if module.weight is not None:
             gradient = gradient * module.weight.detach()
         part = scale * (
